@@ -1,0 +1,211 @@
+"""The recogniser behind a small interface, and its faster-whisper implementation.
+
+The processor only needs "transcribe this window with these options, give me words
+with times"; anything that does that is an :class:`Engine` (a fake one drives the fast
+property tests). :class:`FasterWhisperEngine` is the real one: CTranslate2 through
+faster-whisper, word timestamps, Silero VAD, and short encoder input.
+
+Short encoder input: faster-whisper pads every window to Whisper's 30 s (3000 mel frames).
+CTranslate2 ≥ 4.8 accepts fewer frames, and the encoder's cost grows with its input, so a
+2 s streaming window padded to 30 s wastes most of each update. Trimming all the way to
+the audio, though, makes Whisper loop on short windows (measured on jfk.wav, tiny.en and
+base int8: 1–3.3 s windows gave "and so and so and so…" when trimmed to the audio, the
+same words as 30 s padding once at least 10 s of input are kept). So the encoder sees the
+window padded to ``min_encoder_s`` (10 s by default), not to 30 s: 3–4× less compute per
+update on a CPU for the same words.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from .audio import SAMPLE_RATE
+from .errors import ConfigError
+from .events import Word
+
+Task = Literal["transcribe", "translate"]
+TASKS: tuple[str, ...] = ("transcribe", "translate")
+DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
+COMPUTE_TYPES: tuple[str, ...] = (
+    "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
+    "int16", "float16", "bfloat16", "float32",
+)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Per-call decoding options; a shared engine serves streams with different ones."""
+
+    language: str | None = None
+    task: Task = "transcribe"
+    beam_size: int = 1
+    prompt: str | None = None
+    vad: bool = True
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One window's recognition: words timed from the window's first sample."""
+
+    words: tuple[Word, ...]
+    language: str | None = None
+    language_probability: float | None = None
+
+
+class Engine(Protocol):
+    """What the processor needs from a recogniser."""
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Hypothesis:
+        """Recognise ``audio`` (float32 mono 16 kHz) and return its timed words."""
+        ...
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` when CTranslate2 sees a GPU, else ``"cpu"``."""
+    if device not in DEVICES:
+        raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    """``"auto"`` → float16 on CUDA, int8 on CPU (faster-whisper's README recommendations)."""
+    if compute_type not in COMPUTE_TYPES:
+        raise ConfigError(f"compute_type must be one of {', '.join(COMPUTE_TYPES)}, got {compute_type!r}")
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def _short_input_model_class() -> type:
+    from faster_whisper import WhisperModel
+
+    class ShortInputWhisperModel(WhisperModel):  # type: ignore[misc]
+        """WhisperModel whose encoder drops the zero padding beyond ``min_frames``.
+
+        faster-whisper pads mel features with exact zeros (``pad_or_trim``); a real
+        log-mel column is never all zero (silence normalises to -1.5), so trailing
+        all-zero columns are padding and can be cut without knowing the seek position.
+        """
+
+        min_frames = 1000
+
+        def encode(self, features: np.ndarray) -> Any:
+            f = features if features.ndim == 2 else features[0]
+            if self.min_frames < f.shape[-1]:
+                nonzero = np.flatnonzero(np.any(f != 0.0, axis=0))
+                frames = int(nonzero[-1]) + 1 if len(nonzero) else 0
+                frames = max(frames, self.min_frames)
+                frames += frames % 2  # the encoder's stride-2 convolution wants even input
+                if frames < f.shape[-1]:
+                    features = np.ascontiguousarray(f[:, :frames])
+            return super().encode(features)
+
+    return ShortInputWhisperModel
+
+
+class FasterWhisperEngine:
+    """faster-whisper / CTranslate2 engine. Thread-safe: one instance serves many streams.
+
+    ``num_workers`` lets that many threads decode at once (CTranslate2 replicas share
+    the weights); ``cpu_threads`` is the intra-op thread count of each (0: CTranslate2 picks).
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        num_workers: int = 1,
+        min_encoder_s: float = 10.0,
+    ) -> None:
+        if not 0 < min_encoder_s <= 30:
+            raise ConfigError(f"min_encoder_s must be in (0, 30] seconds, got {min_encoder_s}")
+        self.device = resolve_device(device)
+        self.compute_type = resolve_compute_type(compute_type, self.device)
+        self.model_path = model_path
+        model_class = _short_input_model_class()
+        self.model = model_class(
+            model_path,
+            device=self.device,
+            compute_type=self.compute_type,
+            cpu_threads=cpu_threads,
+            num_workers=num_workers,
+        )
+        self.model.min_frames = int(round(min_encoder_s * 100))
+        self.multilingual: bool = bool(self.model.model.is_multilingual)
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Hypothesis:
+        """Recognise one window with word timestamps."""
+        from faster_whisper.vad import VadOptions
+
+        language = options.language
+        if not self.multilingual:
+            if language not in (None, "en") or options.task == "translate":
+                raise ConfigError(
+                    f"model {self.model_path!r} is English-only; it cannot "
+                    f"{'translate' if options.task == 'translate' else f'transcribe language {language!r}'}. "
+                    "Use a multilingual model such as 'base'"
+                )
+            language = "en"
+        duration_s = len(audio) / SAMPLE_RATE
+        segments, info = self.model.transcribe(
+            audio,
+            language=language,
+            task=options.task,
+            beam_size=options.beam_size,
+            best_of=options.beam_size,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=options.prompt or None,
+            vad_filter=options.vad,
+            vad_parameters=VadOptions(min_silence_duration_ms=1000) if options.vad else None,
+            # A window cannot hold more speech than ~12 tokens a second (fast Korean);
+            # the bound stops a looping decoder early instead of filling 448 tokens.
+            max_new_tokens=min(440, int(duration_s * 12) + 16),
+        )
+        words = tuple(
+            Word(w.word, float(w.start), float(w.end), float(w.probability))
+            for segment in segments
+            for w in (segment.words or ())
+        )
+        return Hypothesis(words, info.language, float(info.language_probability))
+
+
+_ENGINES: dict[tuple[object, ...], FasterWhisperEngine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def shared_engine(
+    model_path: str,
+    *,
+    device: str = "auto",
+    compute_type: str = "auto",
+    cpu_threads: int = 0,
+    num_workers: int = 1,
+) -> FasterWhisperEngine:
+    """One loaded engine per (model, device, compute type) in this process.
+
+    Processors created with the same model share its weights, so a server holding many
+    streams loads the model once.
+    """
+    resolved_device = resolve_device(device)
+    key = (model_path, resolved_device, resolve_compute_type(compute_type, resolved_device), cpu_threads, num_workers)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            engine = FasterWhisperEngine(
+                model_path, device=resolved_device, compute_type=compute_type,
+                cpu_threads=cpu_threads, num_workers=num_workers,
+            )
+            _ENGINES[key] = engine
+        return engine

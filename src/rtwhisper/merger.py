@@ -1,0 +1,154 @@
+"""Overlap de-duplication and confirmation: many window hypotheses → one append-only transcript.
+
+Each window's words arrive with stream-clock times. The merger
+
+1. drops what the overlap produced twice — words that lie before the commit point by
+   time (midpoint rule, tolerant of timestamp jitter), a trailing fragment of the last
+   committed word, and an n-gram that repeats the committed tail by text near the commit
+   point (whisper_streaming's ``HypothesisBuffer.insert``: n ≤ 5, within 1 s; Whisper's
+   word times jitter by several hundred milliseconds between windows);
+2. confirms the longest common prefix of this hypothesis and the previous one
+   (LocalAgreement-2, Liu et al. 2020, as used by whisper_streaming): a word is final
+   once two consecutive windows, the second with more right context, agree on it;
+3. keeps pending words that a new hypothesis skipped (Whisper drops the first words of
+   an input now and then; the previous window heard them, and losing them is worse);
+4. optionally forces words ending before a given time to final, which bounds latency and
+   window length when hypotheses keep disagreeing; at the end of the stream everything
+   left is final.
+
+Finals are append-only and their times never go backwards.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .events import Word
+
+_SKIP_TOLERANCE_S = 0.1
+_SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
+
+
+def normalize_word(text: str) -> str:
+    """Comparison key of a word: case-folded, punctuation and spaces removed."""
+    key = "".join(ch for ch in text.casefold() if not unicodedata.category(ch).startswith(("P", "Z", "S")))
+    return key or text.strip().casefold()
+
+
+@dataclass(frozen=True)
+class MergeStep:
+    """What one window changed: newly final words, and the words still pending."""
+
+    committed: tuple[Word, ...]
+    partial: tuple[Word, ...]
+    commit_s: float
+
+
+class OverlapMerger:
+    """Holds the committed transcript and the previous hypothesis; does no recognition."""
+
+    def __init__(self, *, dedup_window_s: float = 1.0, max_ngram: int = 5) -> None:
+        self.committed: list[Word] = []
+        self.commit_s = 0.0
+        self._pending: list[Word] = []
+        self._dedup_window_s = dedup_window_s
+        self._max_ngram = max_ngram
+
+    @property
+    def pending(self) -> tuple[Word, ...]:
+        """The previous hypothesis' words that are not final yet."""
+        return tuple(self._pending)
+
+    def advance(self, to_s: float) -> None:
+        """Move the commit point over audio that holds no words (silence, noise)."""
+        if to_s > self.commit_s:
+            self.commit_s = to_s
+            self._pending = [w for w in self._pending if (w.start_s + w.end_s) / 2 >= to_s]
+
+    def last_pause_s(self, *, min_gap_s: float = 0.3) -> float | None:
+        """The middle of the latest pause (or sentence end) between committed words.
+
+        A window that starts there starts where Whisper's training segments start:
+        between phrases, not inside a word.
+        """
+        words = self.committed
+        for i in range(len(words) - 1, 0, -1):
+            previous, following = words[i - 1], words[i]
+            gap = following.start_s - previous.end_s
+            if gap >= min_gap_s or previous.text.rstrip().endswith(_SENTENCE_ENDS):
+                return previous.end_s + max(gap, 0.0) / 2
+        return None
+
+    def update(self, words: Sequence[Word], *, force_before_s: float | None = None, final: bool = False) -> MergeStep:
+        """Merge one window's hypothesis; return what became final and what is pending."""
+        new = self._drop_already_committed(list(words))
+        if new:
+            # Whisper sometimes skips the first words of its input. Words the previous
+            # hypothesis heard before this one's first word are kept, not lost.
+            skipped = [w for w in self._pending if w.end_s <= new[0].start_s + _SKIP_TOLERANCE_S]
+            new = skipped + new
+        agreed = 0
+        for previous, current in zip(self._pending, new):
+            if normalize_word(previous.text) != normalize_word(current.text):
+                break
+            agreed += 1
+        count = len(new) if final else agreed
+        if force_before_s is not None and not final:
+            while count < len(new) and new[count].end_s <= force_before_s:
+                count += 1
+        committed = self._commit(new[:count])
+        self._pending = new[count:]
+        return MergeStep(tuple(committed), tuple(self._pending), self.commit_s)
+
+    def _commit(self, words: list[Word]) -> list[Word]:
+        out = []
+        for w in words:
+            start = max(w.start_s, self.commit_s)
+            end = max(w.end_s, start)
+            word = Word(w.text, start, end, w.probability)
+            out.append(word)
+            self.committed.append(word)
+            self.commit_s = end
+        return out
+
+    def _drop_already_committed(self, words: list[Word]) -> list[Word]:
+        commit = self.commit_s
+        words = [w for w in words if (w.start_s + w.end_s) / 2 >= commit]
+        if not self.committed or not words:
+            return words
+        last = normalize_word(self.committed[-1].text)
+        first = normalize_word(words[0].text)
+        if words[0].start_s < commit and first != last and last.endswith(first):
+            words = words[1:]  # the tail of the last committed word, cut by the window start
+        if not words or words[0].start_s > commit + self._dedup_window_s:
+            return words
+        tail = [normalize_word(w.text) for w in self.committed[-self._max_ngram:]]
+        head = [normalize_word(w.text) for w in words[: self._max_ngram]]
+        for n in range(min(len(tail), len(head)), 0, -1):
+            if tail[-n:] == head[:n]:
+                return words[n:]
+        return words
+
+
+def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float) -> list[Word]:
+    """Remove the two decoder artefacts Whisper leaves at the end of a window.
+
+    * Words squeezed into the last instant (zero length at the window's end): the decoder
+      ran out of audio and kept writing.
+    * A trailing run of three or more words that repeats the run just before it while
+      taking under half its time: the classic repetition loop. A speaker who repeats a
+      phrase takes about as long the second time.
+    """
+    out = list(words)
+    for n in range(len(out) // 2, 2, -1):
+        first, second = out[-2 * n : -n], out[-n:]
+        if [normalize_word(w.text) for w in first] != [normalize_word(w.text) for w in second]:
+            continue
+        if (second[-1].end_s - second[0].start_s) < 0.5 * (first[-1].end_s - first[0].start_s):
+            out = out[:-n]
+            break
+    while out and out[-1].end_s - out[-1].start_s < 0.02 and out[-1].start_s >= window_end_s - 0.05:
+        out.pop()
+    return out

@@ -1,0 +1,72 @@
+"""Word and character error rates with one documented text normalizer.
+
+The normalizer (used by the tests and the benchmarks alike): Unicode NFKC, case-folded,
+hyphens and slashes become spaces, other punctuation and symbols are removed, whole
+numbers written in digits become English words ("15" → "fifteen", "1961" → "one thousand
+nine hundred sixty one"), and runs of whitespace collapse. WER counts words; CER counts
+characters with spaces ignored (the usual measure for Korean, whose spacing varies).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+         "fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_to_words(n: int) -> str:
+    """English words for a whole number below one trillion (larger ones stay as digits)."""
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
+    for size, name in ((10**9, "billion"), (10**6, "million"), (1000, "thousand")):
+        if n >= size:
+            if n // size >= 1000:
+                break
+            rest = n % size
+            return number_to_words(n // size) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
+    return str(n)
+
+
+def normalize_text(text: str) -> str:
+    """The one normalizer: see the module docstring."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    text = re.sub(r"[-/–—]", " ", text)
+    text = "".join(ch if not unicodedata.category(ch).startswith(("P", "S")) else " " for ch in text)
+    text = re.sub(r"\d+", lambda m: " " + number_to_words(int(m.group())) + " " if len(m.group()) < 13 else m.group(),
+                  text)
+    return " ".join(text.split())
+
+
+def edit_distance(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Levenshtein distance between two token sequences."""
+    previous = list(range(len(hypothesis) + 1))
+    for i, ref in enumerate(reference, 1):
+        current = [i]
+        for j, hyp in enumerate(hypothesis, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ref != hyp)))
+        previous = current
+    return previous[-1]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate of ``hypothesis`` against ``reference``, both normalized (0.0–1.0+)."""
+    ref = normalize_text(reference).split()
+    hyp = normalize_text(hypothesis).split()
+    return edit_distance(ref, hyp) / max(len(ref), 1)
+
+
+def cer(reference: str, hypothesis: str) -> float:
+    """Character error rate, spaces ignored, both normalized."""
+    ref = normalize_text(reference).replace(" ", "")
+    hyp = normalize_text(hypothesis).replace(" ", "")
+    return edit_distance(list(ref), list(hyp)) / max(len(ref), 1)

@@ -1,0 +1,74 @@
+"""Named settings: the guide's three tuning presets and its four recommended uses.
+
+Each preset is plain data; ``RealtimeWhisperProcessor.from_preset(name, **overrides)``
+applies it. A preset naming a model that is not installed fails at construction with the
+list of installed models, so ``from_preset("captions", model_name="base")`` is the way to
+use a large-model preset on a machine that only has the small packs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .errors import ConfigError
+
+KOREAN_PROMPT = "안녕하세요. 오늘은 한국어로 말씀드리겠습니다."
+"""Korean initial prompt: ordinary polite spoken Korean with punctuation.
+
+The guide's prompt ("한국어 전용 모드", "Korean-only mode") is a label, not speech, and
+Whisper tends to repeat such text; a natural sentence sets language, register and
+punctuation style instead. Any echo of it at the start of a window is removed before
+merging, so it never reaches the transcript.
+"""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of processor options."""
+
+    name: str
+    description: str
+    model_name: str
+    chunk_duration: float
+    overlap_duration: float
+    beam_size: int
+    language: str | None = None
+    task: str = "transcribe"
+    initial_prompt: str | None = None
+
+    def options(self) -> dict[str, object]:
+        """The processor keyword arguments this preset sets."""
+        data = asdict(self)
+        data.pop("name")
+        data.pop("description")
+        return data
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("low_latency", "live conversation: small model, 2 s updates, greedy decoding",
+               "base", 2.0, 0.2, 1),
+        Preset("high_accuracy", "broadcast and subtitles: large model, 10 s windows, beam search",
+               "large-v3", 10.0, 1.0, 5),
+        Preset("korean", "Korean only, with a Korean initial prompt",
+               "large-v3", 3.0, 0.5, 5, language="ko", initial_prompt=KOREAN_PROMPT),
+        Preset("captions", "live captions (guide: WebSocket + large-v3 + 5 s chunks)",
+               "large-v3", 5.0, 0.5, 5),
+        Preset("commands", "voice commands (guide: WebSocket + base + 2 s chunks)",
+               "base", 2.0, 0.2, 1),
+        Preset("meeting", "meeting transcription (guide: HTTP API + large-v3 + 10 s chunks)",
+               "large-v3", 10.0, 1.0, 5),
+        Preset("translate", "live translation to English (guide: large-v3 + task translate)",
+               "large-v3", 5.0, 0.5, 5, task="translate"),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Look a preset up by name (``-`` and ``_`` are interchangeable)."""
+    key = name.replace("-", "_") if isinstance(name, str) else name
+    try:
+        return PRESETS[key]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown preset {name!r}; presets are: {', '.join(PRESETS)}") from None
