@@ -17,6 +17,7 @@ from .processor import RealtimeWhisperProcessor
 __version__ = "0.1.0"
 
 __all__ = [
+    "PRESETS",
     "SAMPLE_RATE",
     "AudioFormatError",
     "ChunkConfig",
@@ -28,7 +29,6 @@ __all__ = [
     "Hypothesis",
     "ModelNotFoundError",
     "OverlapMerger",
-    "PRESETS",
     "Preset",
     "RealtimeWhisperProcessor",
     "RtWhisperError",

@@ -161,7 +161,7 @@ class StreamResampler:
         self._in_count += len(block)
         self._filtered = np.concatenate([self._filtered, filtered])
         # filtered[k] corresponds to input index (filtered_offset + k - delay)
-        total_out = int(np.floor((self._in_count - 1) / self._step)) + 1 if self._in_count else 0
+        total_out = -(-self._in_count * self.to_rate // self.from_rate)  # ceil: n × to / from samples in all
         if not final:
             total_out = min(total_out, int(np.floor(
                 (self._filtered_offset - self._delay + len(self._filtered) - 2) / self._step)) + 1)

@@ -45,16 +45,19 @@ class Window:
 class ChunkConfig:
     """Validated chunking parameters.
 
-    ``max_window_duration`` defaults to 15 s, whisper_streaming's buffer-trimming default:
-    long enough for Whisper to have sentence context, short enough that one update stays
-    cheap on a CPU.
+    ``max_window_duration`` defaults to 15 s (whisper_streaming's buffer-trimming default:
+    long enough for sentence context, short enough that one update stays cheap on a CPU),
+    or four chunks when that is longer (up to Whisper's 30 s), so that unconfirmed audio
+    always has room for two more updates before it has to be forced final.
     """
 
     chunk_duration: float = 2.0
     overlap_duration: float = 0.2
-    max_window_duration: float = 15.0
+    max_window_duration: float | None = None
 
     def __post_init__(self) -> None:
+        if self.max_window_duration is None and isinstance(self.chunk_duration, (int, float)):
+            object.__setattr__(self, "max_window_duration", default_max_window(float(self.chunk_duration)))
         for name in ("chunk_duration", "overlap_duration", "max_window_duration"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -72,11 +75,16 @@ class ChunkConfig:
                 f"(new audio plus unconfirmed audio) fits Whisper's 30 s input, got {self.chunk_duration}"
             )
         low = 2 * self.chunk_duration + self.overlap_duration
-        if not low <= self.max_window_duration <= MAX_WHISPER_WINDOW_S:
+        if self.max_window_duration is None or not low <= self.max_window_duration <= MAX_WHISPER_WINDOW_S:
             raise ConfigError(
                 f"max_window_duration must be between 2 × chunk_duration + overlap_duration "
                 f"({low:g} s) and {MAX_WHISPER_WINDOW_S:g} s, got {self.max_window_duration}"
             )
+
+
+def default_max_window(chunk_duration: float) -> float:
+    """15 s, or four chunks when longer, capped at Whisper's 30 s."""
+    return min(MAX_WHISPER_WINDOW_S, max(15.0, 4 * chunk_duration))
 
 
 class Chunker:
@@ -111,7 +119,8 @@ class Chunker:
             end = last_end_s + math.floor((pending + _EPS) / chunk) * chunk
         start = anchor_s
         # Cap the window, but always advance by at least one chunk (or to the end of the audio).
-        room = start + self.config.max_window_duration - last_end_s
+        max_window = float(self.config.max_window_duration or MAX_WHISPER_WINDOW_S)
+        room = start + max_window - last_end_s
         end = min(end, last_end_s + max(1, math.floor((room + _EPS) / chunk)) * chunk, available_s)
-        start = max(start, end - self.config.max_window_duration)
+        start = max(start, end - max_window)
         return Window(start, end)

@@ -87,7 +87,7 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 def _short_input_model_class() -> type:
     from faster_whisper import WhisperModel
 
-    class ShortInputWhisperModel(WhisperModel):  # type: ignore[misc]
+    class ShortInputWhisperModel(WhisperModel):
         """WhisperModel whose encoder drops the zero padding beyond ``min_frames``.
 
         faster-whisper pads mel features with exact zeros (``pad_or_trim``); a real
@@ -141,7 +141,7 @@ class FasterWhisperEngine:
             cpu_threads=cpu_threads,
             num_workers=num_workers,
         )
-        self.model.min_frames = int(round(min_encoder_s * 100))
+        self.model.min_frames = round(min_encoder_s * 100)
         self.multilingual: bool = bool(self.model.model.is_multilingual)
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Hypothesis:

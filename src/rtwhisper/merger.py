@@ -67,19 +67,29 @@ class OverlapMerger:
             self.commit_s = to_s
             self._pending = [w for w in self._pending if (w.start_s + w.end_s) / 2 >= to_s]
 
-    def last_pause_s(self, *, min_gap_s: float = 0.3) -> float | None:
-        """The middle of the latest pause (or sentence end) between committed words.
+    def boundary_s(self, lo_s: float, hi_s: float, *, min_pause_s: float = 0.3) -> tuple[float, bool] | None:
+        """The latest point between two committed words in ``[lo_s, hi_s]``.
 
-        A window that starts there starts where Whisper's training segments start:
-        between phrases, not inside a word.
+        Returns ``(time, is_pause)``: the middle of the latest pause (a gap of at least
+        ``min_pause_s`` or a sentence end) if there is one in range, else the latest plain
+        word boundary, else ``None``. A window that starts there starts where Whisper's
+        training segments start: between words, best between phrases.
         """
         words = self.committed
+        plain: float | None = None
         for i in range(len(words) - 1, 0, -1):
             previous, following = words[i - 1], words[i]
+            point = previous.end_s + max(following.start_s - previous.end_s, 0.0) / 2
+            if point > hi_s:
+                continue
+            if point < lo_s:
+                break
             gap = following.start_s - previous.end_s
-            if gap >= min_gap_s or previous.text.rstrip().endswith(_SENTENCE_ENDS):
-                return previous.end_s + max(gap, 0.0) / 2
-        return None
+            if gap >= min_pause_s or previous.text.rstrip().endswith(_SENTENCE_ENDS):
+                return point, True
+            if plain is None:
+                plain = point
+        return (plain, False) if plain is not None else None
 
     def update(self, words: Sequence[Word], *, force_before_s: float | None = None, final: bool = False) -> MergeStep:
         """Merge one window's hypothesis; return what became final and what is pending."""
@@ -87,10 +97,14 @@ class OverlapMerger:
         if new:
             # Whisper sometimes skips the first words of its input. Words the previous
             # hypothesis heard before this one's first word are kept, not lost.
-            skipped = [w for w in self._pending if w.end_s <= new[0].start_s + _SKIP_TOLERANCE_S]
+            first = new[0].start_s
+            skipped = [
+                w for w in self._pending
+                if w.end_s <= first + _SKIP_TOLERANCE_S and (w.start_s + w.end_s) / 2 < first - _SKIP_TOLERANCE_S
+            ]
             new = skipped + new
         agreed = 0
-        for previous, current in zip(self._pending, new):
+        for previous, current in zip(self._pending, new, strict=False):
             if normalize_word(previous.text) != normalize_word(current.text):
                 break
             agreed += 1
@@ -101,6 +115,12 @@ class OverlapMerger:
         committed = self._commit(new[:count])
         self._pending = new[count:]
         return MergeStep(tuple(committed), tuple(self._pending), self.commit_s)
+
+    def flush(self) -> MergeStep:
+        """End of stream with no audio left to hear: the pending words become final."""
+        committed = self._commit(self._pending)
+        self._pending = []
+        return MergeStep(tuple(committed), (), self.commit_s)
 
     def _commit(self, words: list[Word]) -> list[Word]:
         out = []

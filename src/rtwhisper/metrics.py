@@ -2,8 +2,9 @@
 
 The normalizer (used by the tests and the benchmarks alike): Unicode NFKC, case-folded,
 hyphens and slashes become spaces, other punctuation and symbols are removed, whole
-numbers written in digits become English words ("15" → "fifteen", "1961" → "one thousand
-nine hundred sixty one"), and runs of whitespace collapse. WER counts words; CER counts
+numbers written in digits become English words as they are read: ordinals ("15th" →
+"fifteenth"), years from 1100 to 1999 in pairs ("1455" → "fourteen fifty five"), other whole
+numbers in full ("42" → "forty two"); and runs of whitespace collapse. WER counts words; CER counts
 characters with spaces ignored (the usual measure for Korean, whose spacing varies).
 """
 
@@ -36,14 +37,41 @@ def number_to_words(n: int) -> str:
     return str(n)
 
 
+_ORDINAL_ENDINGS = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+                    "nine": "ninth", "twelve": "twelfth"}
+
+
+def _ordinal(words: str) -> str:
+    head, _, last = words.rpartition(" ")
+    if last in _ORDINAL_ENDINGS:
+        last = _ORDINAL_ENDINGS[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return f"{head} {last}".strip()
+
+
+def _spoken_number(match: re.Match[str]) -> str:
+    digits, suffix = match.group(1), (match.group(2) or "")
+    if len(digits) > 12:
+        return match.group(0)
+    n = int(digits)
+    if suffix:
+        return " " + _ordinal(number_to_words(n)) + " "
+    if len(digits) == 4 and 1100 <= n <= 1999 and n % 100 != 0:
+        hundreds, rest = divmod(n, 100)
+        return f" {number_to_words(hundreds)} {'oh ' if rest < 10 else ''}{number_to_words(rest)} "
+    return " " + number_to_words(n) + " "
+
+
 def normalize_text(text: str) -> str:
     """The one normalizer: see the module docstring."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
     text = re.sub(r"[-/–—]", " ", text)
+    text = re.sub(r"(\d+)(st|nd|rd|th)?\b", _spoken_number, text)
     text = "".join(ch if not unicodedata.category(ch).startswith(("P", "S")) else " " for ch in text)
-    text = re.sub(r"\d+", lambda m: " " + number_to_words(int(m.group())) + " " if len(m.group()) < 13 else m.group(),
-                  text)
     return " ".join(text.split())
 
 

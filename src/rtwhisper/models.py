@@ -145,13 +145,13 @@ def resolve_model(model_name: str, *, allow_download: bool | None = None) -> str
 
     try:
         return str(download_model(model_name, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any miss in the local cache means "not cached"
+    except Exception:
         pass
     if not allow_download:
         raise ModelNotFoundError(_not_found_message(model_name, "it is not installed and downloads are off"))
     try:
         return str(download_model(model_name))
-    except Exception as exc:  # noqa: BLE001 - network errors come in many types
+    except Exception as exc:
         raise ModelNotFoundError(_not_found_message(model_name, f"download failed ({type(exc).__name__})")) from exc
 
 

@@ -12,13 +12,14 @@ from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
 
-KOREAN_PROMPT = "안녕하세요. 오늘은 한국어로 말씀드리겠습니다."
+KOREAN_PROMPT = "네, 알겠습니다. 그럼 시작할게요."
 """Korean initial prompt: ordinary polite spoken Korean with punctuation.
 
-The guide's prompt ("한국어 전용 모드", "Korean-only mode") is a label, not speech, and
-Whisper tends to repeat such text; a natural sentence sets language, register and
-punctuation style instead. Any echo of it at the start of a window is removed before
-merging, so it never reaches the transcript.
+("Yes, understood. Let's begin.") The guide's prompt ("한국어 전용 모드", "Korean-only
+mode") is a label, not speech, and Whisper repeats it: on the shared clips with base it
+leaked "한국어 전용" into the output, while this short spoken exchange gave the lowest CER
+on the real Korean clip (0.105 against 0.21 without a prompt and 0.32 with the guide's).
+Any echo of the prompt at the start of a window is removed before merging.
 """
 
 

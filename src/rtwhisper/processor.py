@@ -63,7 +63,7 @@ class RealtimeWhisperProcessor:
         compute_type: str = "auto",
         vad: bool = True,
         engine: Engine | None = None,
-        max_window_duration: float = 15.0,
+        max_window_duration: float | None = None,
         sample_rate: int = SAMPLE_RATE,
         channels: int = 1,
         bytes_format: str = "f32le",
@@ -89,10 +89,17 @@ class RealtimeWhisperProcessor:
             engine = shared_engine(
                 resolve_model(model_name), device=device, compute_type=compute_type, cpu_threads=cpu_threads
             )
+        if getattr(engine, "multilingual", True) is False and (language not in (None, "en") or task == "translate"):
+            raise ConfigError(
+                f"model {model_name!r} is English-only: it cannot "
+                f"{'translate' if task == 'translate' else f'transcribe language {language!r}'}; "
+                "use a multilingual model such as 'base'"
+            )
         self.engine: Engine = engine
         self.model_name = model_name
 
         self._chunker = Chunker(self.config)
+        self._max_window_s = float(self.config.max_window_duration or 30.0)
         self._merger = OverlapMerger()
         self._resampler = StreamResampler(sample_rate) if sample_rate != SAMPLE_RATE else None
         self._incoming: list[np.ndarray] = []
@@ -117,8 +124,7 @@ class RealtimeWhisperProcessor:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> RealtimeWhisperProcessor:
         """A processor with a preset's options, any of them overridden by keyword."""
-        options = get_preset(name).options()
-        options.update(overrides)
+        options: dict[str, Any] = {**get_preset(name).options(), **overrides}
         return cls(**options)
 
     # -- input ------------------------------------------------------------------------
@@ -199,9 +205,10 @@ class RealtimeWhisperProcessor:
             if window is None:
                 break
             events.extend(self._process(window, last=window.end_s >= end_s - 1e-9))
-        if self._covered_s < end_s - 1e-9:
-            events.append(self._event(True, (), self._covered_s, end_s))
-            self._covered_s = end_s
+        step = self._merger.flush()  # words the last window heard, with no later window to confirm them
+        if step.committed or self._covered_s < end_s - 1e-9 or self._partial_text:
+            events.append(self._event(True, step.committed, self._covered_s, max(end_s, self._covered_s)))
+            self._covered_s = max(end_s, self._covered_s)
         return events
 
     def _process(self, window: Window, *, last: bool) -> list[TranscriptEvent]:
@@ -216,7 +223,7 @@ class RealtimeWhisperProcessor:
             self._merger.advance(window.end_s - self.config.chunk_duration)
         # Force what the next window could not hear again without exceeding the maximum.
         force_before = window.end_s + self.config.chunk_duration + self.config.overlap_duration \
-            - self.config.max_window_duration
+            - self._max_window_s
         step = self._merger.update(words, force_before_s=force_before, final=last)
         self._move_anchor(window, heard_words=bool(words))
         self._trim_buffer()
@@ -236,8 +243,8 @@ class RealtimeWhisperProcessor:
         return events
 
     def _transcribe(self, window: Window) -> Hypothesis:
-        first = int(round(window.start_s * SAMPLE_RATE)) - self._audio_start
-        last = int(round(window.end_s * SAMPLE_RATE)) - self._audio_start
+        first = round(window.start_s * SAMPLE_RATE) - self._audio_start
+        last = round(window.end_s * SAMPLE_RATE) - self._audio_start
         audio = self._audio[max(first, 0):last]
         options = DecodeOptions(
             language=self._detected[0] if self.language is None else self.language,
@@ -268,18 +275,21 @@ class RealtimeWhisperProcessor:
         overlap = self.config.overlap_duration
         next_end = window.end_s + self.config.chunk_duration
         if not heard_words and not self._merger.pending:
-            target = commit
-        elif next_end - self._anchor_s > ANCHOR_TRIM_S:
-            pause = self._merger.last_pause_s()
-            if pause is not None and pause - overlap > self._anchor_s:
-                target = pause
-            elif next_end - self._anchor_s > self.config.max_window_duration:
-                target = commit  # no pause in sight: start just before the commit point
-            else:
-                return
+            self._anchor_s = max(self._anchor_s, commit - overlap, 0.0)
+            return
+        if next_end - self._anchor_s <= ANCHOR_TRIM_S:
+            return
+        # The next window must start here or later to fit the maximum length.
+        required = next_end - self._max_window_s + overlap
+        found = self._merger.boundary_s(self._anchor_s + overlap, commit)
+        if found is not None and (found[1] or found[0] >= required):
+            target = found[0]
+        elif next_end - self._anchor_s > self._max_window_s:
+            found = self._merger.boundary_s(required, commit)
+            target = found[0] if found is not None else commit
         else:
             return
-        self._anchor_s = max(self._anchor_s, min(target, commit) - overlap, 0.0)
+        self._anchor_s = max(self._anchor_s, target - overlap, 0.0)
 
     def _prompt(self) -> str | None:
         before = [w for w in self._merger.committed[-80:] if w.end_s <= self._anchor_s + 1e-6]
@@ -297,13 +307,15 @@ class RealtimeWhisperProcessor:
             return words
         target = normalize_word(self.initial_prompt)
         so_far = ""
+        echoed = 0
         for index, word in enumerate(words):
-            so_far += normalize_word(word.text)
-            if not target.startswith(so_far):
+            candidate = so_far + normalize_word(word.text)
+            if not target.startswith(candidate):
                 break
-            if len(so_far) >= min(len(target), 4) and (so_far == target or index == len(words) - 1):
-                return words[index + 1:]
-        return words
+            so_far = candidate
+            echoed = index + 1
+        # A run that recites the prompt's beginning (at least 4 characters) is an echo.
+        return words[echoed:] if len(so_far) >= min(4, len(target)) else words
 
     def _trim_buffer(self) -> None:
         keep_from_s = self._anchor_s

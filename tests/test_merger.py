@@ -1,0 +1,106 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rtwhisper.events import Word
+from rtwhisper.merger import OverlapMerger, drop_hallucinated_tail, normalize_word
+
+
+def w(text, a, b):
+    return Word(" " + text, a, b)
+
+
+def test_local_agreement_confirms_only_what_two_windows_agree_on():
+    m = OverlapMerger()
+    step = m.update([w("and", 0, 0.5), w("so", 0.5, 0.9), w("my", 0.9, 1.2)])
+    assert step.committed == () and [x.text for x in step.partial] == [" and", " so", " my"]
+    step = m.update([w("and", 0, 0.5), w("so", 0.5, 0.88), w("my", 0.9, 1.2), w("fellow", 1.2, 1.6)])
+    assert [x.text.strip() for x in step.committed] == ["and", "so", "my"]
+    assert [x.text.strip() for x in step.partial] == ["fellow"]
+    assert m.commit_s == 1.2
+
+
+def test_overlap_words_heard_again_are_dropped_despite_jitter():
+    m = OverlapMerger()
+    m.update([w("ask", 2.3, 3.6), w("not", 3.7, 4.2)])
+    m.update([w("ask", 2.3, 3.6), w("not", 3.7, 4.2), w("what", 4.2, 5.2)])
+    assert m.commit_s == 4.2
+    # next window starts in the overlap: "not" heard again, its end jittered past the commit point
+    step = m.update([w("not", 3.9, 4.45), w("what", 4.3, 5.2), w("your", 5.5, 5.8)], final=True)
+    assert [x.text.strip() for x in m.committed] == ["ask", "not", "what", "your"]
+    assert [x.text.strip() for x in step.committed] == ["what", "your"]
+
+
+def test_fragment_of_the_last_committed_word_is_dropped():
+    m = OverlapMerger()
+    m.update([w("Americans", 1.5, 2.1)], final=True)
+    step = m.update([w("cans", 2.0, 2.3), w("ask", 2.4, 3.0)], final=True)
+    assert [x.text.strip() for x in step.committed] == ["ask"]
+
+
+def test_words_skipped_by_a_new_window_are_kept():
+    m = OverlapMerger()
+    m.update([w("ask", 7.4, 8.5), w("what", 8.5, 8.8), w("you", 8.8, 9.0)])
+    step = m.update([w("you", 8.8, 9.0), w("can", 9.0, 9.3)], final=True)
+    assert [x.text.strip() for x in step.committed] == ["ask", "what", "you", "can"]
+
+
+def test_forced_commit_bounds_latency():
+    m = OverlapMerger()
+    m.update([w("a", 0, 1), w("b", 1, 2), w("c", 2, 3)])
+    step = m.update([w("x", 0, 1), w("y", 1, 2), w("z", 2, 3)], force_before_s=2.0)
+    assert [x.text.strip() for x in step.committed] == ["x", "y"]
+
+
+def test_repetition_loop_at_window_end_is_removed():
+    words = [w("ask", 7.4, 8.5), w("what", 8.5, 8.8), w("you", 8.8, 9.1), w("can", 9.1, 9.4),
+             w("Ask", 10.7, 10.9), w("what", 10.98, 10.98), w("you", 10.98, 10.98), w("can", 10.98, 10.98)]
+    assert [x.text.strip() for x in drop_hallucinated_tail(words, 11.0)] == ["ask", "what", "you", "can"]
+    genuine = [w("no", 0, 0.4), w("no", 0.5, 0.9), w("no", 1.0, 1.4)]
+    assert drop_hallucinated_tail(genuine, 5.0) == genuine
+
+
+def test_normalize_word():
+    assert normalize_word(" Americans,") == normalize_word("americans.") == "americans"
+    assert normalize_word(" 안녕하세요.") == "안녕하세요"
+
+
+@st.composite
+def timelines(draw):
+    n = draw(st.integers(1, 40))
+    t = draw(st.floats(0, 1))
+    words = []
+    vocab = ["alpha", "bravo", "charlie", "delta", "echo", "fox", "golf", "hotel", "india", "juliet"]
+    for i in range(n):
+        t += draw(st.sampled_from([0.0, 0.05, 0.3, 0.8]))
+        d = draw(st.floats(0.15, 0.9))
+        words.append(Word(" " + draw(st.sampled_from(vocab)) + str(i), round(t, 3), round(t + d, 3)))
+        t += d
+    return words
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=timelines(), chunk=st.sampled_from([0.5, 1.0, 2.0, 3.0]), jitter=st.sampled_from([0.0, 0.03, 0.05]),
+       overlap_frac=st.sampled_from([0.0, 0.1, 0.25]), seed=st.integers(0, 1000))
+def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed):
+    """Random word timelines through the real processor with a fake engine: nothing lost or doubled."""
+    from fakes import TimelineEngine, ramp
+    from rtwhisper import RealtimeWhisperProcessor
+
+    duration = words[-1].end_s + 0.5
+    engine = TimelineEngine(words, jitter_s=jitter, seed=seed)
+    proc = RealtimeWhisperProcessor(engine=engine, chunk_duration=chunk, overlap_duration=chunk * overlap_frac)
+    audio = ramp(duration)
+    finals = []
+    for i in range(0, len(audio), 1600):
+        proc.feed(audio[i:i + 1600])
+        finals += [e for e in proc.results() if e.is_final]
+    finals += [e for e in proc.finish() if e.is_final]
+    got = [x.text.strip() for e in finals for x in e.words]
+    assert got == [x.text.strip() for x in words]
+    times = [(x.start_s, x.end_s) for e in finals for x in e.words]
+    assert all(a <= b for a, b in times)
+    assert all(times[i][1] <= times[i + 1][0] + 1e-9 for i in range(len(times) - 1))
+    # finals tile the stream: contiguous from 0 to the end of the audio
+    assert finals[0].start_s == 0
+    assert all(abs(finals[i].end_s - finals[i + 1].start_s) < 1e-9 for i in range(len(finals) - 1))
+    assert abs(finals[-1].end_s - len(audio) / 16000) < 1e-6

@@ -1,0 +1,151 @@
+"""The real thing: faster-whisper models from the model packs on real speech from ../shared/audio."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+from conftest import load_wav
+from rtwhisper import RealtimeWhisperProcessor
+from rtwhisper.metrics import cer, normalize_text, wer
+
+pytestmark = pytest.mark.model
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def stream(proc: RealtimeWhisperProcessor, audio: np.ndarray, block_s: float = 0.1):
+    block = int(block_s * 16000)
+    events = []
+    for i in range(0, len(audio), block):
+        proc.feed(audio[i:i + block])
+        events += proc.results()
+    events += proc.finish()
+    return events
+
+
+def final_text(events) -> str:
+    return " ".join(e.text for e in events if e.is_final and e.text)
+
+
+def seam_duplicates(reference: str, hypothesis: str) -> list[str]:
+    """Inserted words (against the reference) that repeat the words right before them."""
+    ref, hyp = normalize_text(reference).split(), normalize_text(hypothesis).split()
+    found = []
+    for op, _, _, b1, b2 in difflib.SequenceMatcher(None, ref, hyp, autojunk=False).get_opcodes():
+        if op == "insert":
+            n = b2 - b1
+            if hyp[b1:b2] == hyp[max(b1 - n, 0):b1] or hyp[b1:b2] == hyp[b2:b2 + n]:
+                found.append(" ".join(hyp[max(b1 - n, 0):b2]))
+    return found
+
+
+def test_jfk_low_latency_every_word_once(base_engine, manifest):
+    audio = load_wav("en/jfk.wav")
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine)
+    events = stream(proc, audio, 0.1)
+    reference = normalize_text(manifest["en/jfk.wav"]["text"]).split()
+    got = normalize_text(final_text(events)).split()
+    assert got == reference, f"{got} != {reference}"
+    finals = [e for e in events if e.is_final]
+    words = [w for e in finals for w in e.words]
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in itertools.pairwise(words))  # times monotonic
+    assert words[0].start_s < 1.0 and 9.5 < words[-1].end_s <= 11.1  # on the stream's clock
+    assert finals[0].start_s == 0 and finals[-1].end_s == pytest.approx(len(audio) / 16000)
+    assert any(not e.is_final for e in events)  # partials came before the finals
+    assert {e.language for e in events} == {"en"}
+
+
+@pytest.fixture(scope="module")
+def long_file(manifest):
+    """The long file and the same model's offline transcription by plain faster-whisper."""
+    from faster_whisper import WhisperModel
+
+    from rtwhisper import resolve_model
+
+    rel = "en/long_lj001_0001-0016.wav"
+    audio = load_wav(rel)
+    model = WhisperModel(resolve_model("base"), device="cpu", compute_type="int8")
+    segments, _ = model.transcribe(audio, language="en", beam_size=1)
+    offline = " ".join(s.text for s in segments)
+    return audio, manifest[rel]["text"], offline
+
+
+@pytest.mark.parametrize(("chunk", "overlap"), [(2.0, 0.2), (5.0, 0.5)])
+def test_long_file_streaming_matches_offline(long_file, base_engine, chunk, overlap):
+    audio, reference, offline = long_file
+    proc = RealtimeWhisperProcessor(engine=base_engine, chunk_duration=chunk, overlap_duration=overlap,
+                                    language="en")
+    hypothesis = final_text(stream(proc, audio, 0.5))
+    offline_wer, stream_wer = wer(reference, offline), wer(reference, hypothesis)
+    print(f"chunk {chunk} overlap {overlap}: streaming WER {stream_wer:.2%} offline WER {offline_wer:.2%}")
+    assert stream_wer <= offline_wer + 0.01, hypothesis
+    assert seam_duplicates(reference, hypothesis) == []
+
+
+def silent_stretches(audio: np.ndarray, min_s: float = 2.0) -> list[tuple[float, float]]:
+    """Runs of digital silence (exact zeros) of at least ``min_s``."""
+    zero = np.concatenate([[False], audio == 0.0, [False]])
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    runs = [(a / 16000, b / 16000) for a, b in zip(edges[::2], edges[1::2], strict=False)]
+    return [(a, b) for a, b in runs if b - a >= min_s]
+
+
+@pytest.mark.parametrize("mode", ["english", "korean"])
+def test_no_words_in_silence_or_noise(base_engine, mode):
+    options = {"language": "en"} if mode == "english" else {"preset": "korean"}
+    def make():
+        if "preset" in options:
+            return RealtimeWhisperProcessor.from_preset("korean", engine=base_engine)
+        return RealtimeWhisperProcessor(engine=base_engine, **options)
+
+    audio = load_wav("en/long_lj001_with_silences.wav")
+    stretches = silent_stretches(audio)
+    assert len(stretches) >= 3
+    words = [w for e in stream(make(), audio, 0.5) if e.is_final for w in e.words]
+    assert len(words) > 100
+    inside = [(w.text, w.start_s) for w in words for a, b in stretches
+              if a + 0.5 < (w.start_s + w.end_s) / 2 < b - 0.5]
+    assert inside == []
+
+    silence = np.zeros(60 * 16000, dtype=np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.1, 60 * 16000).astype(np.float32)
+    for name, audio in (("silence", silence), ("noise", noise)):
+        events = stream(make(), audio, 0.5)
+        assert final_text(events) == "", name
+        assert events[-1].is_final and events[-1].end_s == pytest.approx(60.0)
+
+
+def test_korean_mode_on_real_korean_speech(base_engine, manifest):
+    rel = "ko/test_ko.wav"
+    proc = RealtimeWhisperProcessor.from_preset("korean", engine=base_engine)
+    text = final_text(stream(proc, load_wav(rel)))
+    print("korean:", text)
+    assert len(HANGUL.findall(text)) >= 12
+    assert cer(manifest[rel]["text"], text) <= 0.25
+    assert "알겠습니다" not in text  # the initial prompt does not leak
+
+
+def test_korean_translated_to_english(base_engine):
+    proc = RealtimeWhisperProcessor.from_preset("korean", engine=base_engine, task="translate")
+    text = final_text(stream(proc, load_wav("ko/test_ko.wav")))
+    print("translation:", text)
+    assert not HANGUL.search(text)
+    assert len(re.findall(r"[A-Za-z]+", text)) >= 4
+    assert re.search(r"\b(side|road|way|walk|walked|avoid|avoiding)\b", text, re.I)
+
+
+def test_english_only_model_streams_and_refuses_korean(tiny_engine, manifest):
+    proc = RealtimeWhisperProcessor(engine=tiny_engine, chunk_duration=2.0, overlap_duration=0.2)
+    text = final_text(stream(proc, load_wav("en/jfk.wav")))
+    assert wer(manifest["en/jfk.wav"]["text"], text) <= 0.1
+    from rtwhisper import ConfigError
+
+    with pytest.raises(ConfigError, match="English-only"):
+        RealtimeWhisperProcessor(engine=tiny_engine, language="ko")
+    with pytest.raises(ConfigError, match="English-only"):
+        RealtimeWhisperProcessor(engine=tiny_engine, task="translate")
