@@ -104,3 +104,13 @@ def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed
     assert finals[0].start_s == 0
     assert all(abs(finals[i].end_s - finals[i + 1].start_s) < 1e-9 for i in range(len(finals) - 1))
     assert abs(finals[-1].end_s - len(audio) / 16000) < 1e-6
+
+
+def test_squeezed_tail_without_acoustic_evidence_is_removed():
+    # as seen at the end of long_lj001 with base: a loop packed into the last fraction of a second
+    words = [w("natural", 109.53, 110.03), w("therefore,", 110.03, 110.51), w("for,", 110.67, 110.67),
+             w("and", 110.67, 110.67), w("it", 110.67, 110.67), w("was", 110.67, 110.67),
+             w("for,", 110.73, 110.79), w("and", 110.93, 110.95), w("it", 110.95, 110.95)]
+    assert [x.text.strip() for x in drop_hallucinated_tail(words, 110.99)] == ["natural", "therefore,"]
+    normal = [w("a", 0.0, 0.05), w("cat", 0.05, 0.4), w("sat", 0.45, 0.8)]
+    assert drop_hallucinated_tail(normal, 0.8) == normal

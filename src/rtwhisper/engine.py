@@ -30,6 +30,7 @@ from .events import Word
 Task = Literal["transcribe", "translate"]
 TASKS: tuple[str, ...] = ("transcribe", "translate")
 DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
+FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4)
 COMPUTE_TYPES: tuple[str, ...] = (
     "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",
@@ -164,6 +165,10 @@ class FasterWhisperEngine:
             task=options.task,
             beam_size=options.beam_size,
             best_of=options.beam_size,
+            # Fallback stops at 0.4: hotter samples of a streaming window are mostly garbage
+            # (seen: Cyrillic words in an English stream at 0.8-1.0), and an unconfirmed
+            # window is heard again at the next update anyway.
+            temperature=FALLBACK_TEMPERATURES,
             word_timestamps=True,
             condition_on_previous_text=False,
             initial_prompt=options.prompt or None,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from .events import Word
 
 _SKIP_TOLERANCE_S = 0.1
+_SQUEEZED_WORD_S = 0.06
 _SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
 
 
@@ -155,8 +156,9 @@ class OverlapMerger:
 def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float) -> list[Word]:
     """Remove the two decoder artefacts Whisper leaves at the end of a window.
 
-    * Words squeezed into the last instant (zero length at the window's end): the decoder
-      ran out of audio and kept writing.
+    * Words squeezed into no time at the end (a tail of two or more words averaging under
+      60 ms, or one zero-length word at the window's very end): the decoder ran out of
+      audio and kept writing; the aligner found no frames for them.
     * A trailing run of three or more words that repeats the run just before it while
       taking under half its time: the classic repetition loop. A speaker who repeats a
       phrase takes about as long the second time.
@@ -169,6 +171,14 @@ def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float) -> list[W
         if (second[-1].end_s - second[0].start_s) < 0.5 * (first[-1].end_s - first[0].start_s):
             out = out[:-n]
             break
+    # A tail of words with (almost) no duration has no acoustic evidence behind it.
+    total, cut = 0.0, len(out)
+    for i in range(len(out) - 1, -1, -1):
+        total += out[i].end_s - out[i].start_s
+        count = len(out) - i
+        if count >= 2 and total / count < _SQUEEZED_WORD_S:
+            cut = i
+    out = out[:cut]
     while out and out[-1].end_s - out[-1].start_s < 0.02 and out[-1].start_s >= window_end_s - 0.05:
         out.pop()
     return out

@@ -148,6 +148,11 @@ class RealtimeWhisperProcessor:
         return self._fed_input_samples / self.sample_rate
 
     @property
+    def heard_until_s(self) -> float:
+        """The stream time up to which audio has been recognised at least once."""
+        return self._last_end_s
+
+    @property
     def final_until_s(self) -> float:
         """The stream time up to which the transcript is final."""
         return self._covered_s

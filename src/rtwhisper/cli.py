@@ -1,0 +1,232 @@
+"""The ``rtwhisper`` command: transcribe a file or a pipe, listen to a microphone, list devices.
+
+Exit status: 0 on success, 2 with a one-line ``rtwhisper: error: …`` for bad input or
+options (unreadable file, wrong format, unknown option value), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from .audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS
+from .engine import COMPUTE_TYPES, DEVICES, TASKS
+from .errors import RtWhisperError
+from .events import TranscriptEvent
+from .presets import PRESETS
+from .subtitles import cues_from_words, to_srt, to_vtt
+
+FORMATS = ("text", "jsonl", "srt", "vtt")
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {value!r}")
+    return number
+
+
+def _add_recognition_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("recognition")
+    group.add_argument("--preset", choices=sorted(PRESETS), default="low_latency",
+                       help="named settings (default: low_latency); the options below override it")
+    group.add_argument("--model", help="model size name (tiny.en, base, …) or CTranslate2 model folder")
+    group.add_argument("--language", help="language code such as en or ko (default: detect)")
+    group.add_argument("--task", choices=TASKS, help="transcribe (default) or translate to English")
+    group.add_argument("--chunk", type=_positive_float, metavar="S", help="new audio per update, seconds")
+    group.add_argument("--overlap", type=_positive_float, metavar="S", help="audio heard again, seconds")
+    group.add_argument("--beam-size", type=int, metavar="N", help="beam size (1 = greedy)")
+    group.add_argument("--device", choices=DEVICES, help="auto (default), cuda or cpu")
+    group.add_argument("--compute-type", choices=COMPUTE_TYPES, help="auto: float16 on CUDA, int8 on CPU")
+    group.add_argument("--initial-prompt", metavar="TEXT", help="text that sets vocabulary and style")
+    group.add_argument("--no-vad", action="store_true", help="do not skip non-speech with Silero VAD")
+    out = parser.add_argument_group("output")
+    out.add_argument("--format", choices=FORMATS, default="text",
+                     help="text: live partials and finals (default); jsonl: one event a line; srt, vtt: subtitles")
+    out.add_argument("--output", "-o", metavar="FILE", help="write here instead of standard output")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rtwhisper", description="Real-time speech recognition with Whisper.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("transcribe", help="transcribe a media file, or raw PCM from stdin ('-')",
+                       description="Transcribe a media file (anything ffmpeg decodes) or raw PCM from stdin.",
+                       epilog="example: ffmpeg -i talk.mp3 -f f32le -ar 16000 -ac 1 - | rtwhisper transcribe -")
+    p.add_argument("input", help="a media file, or - for raw PCM on standard input")
+    p.add_argument("--input-format", choices=BYTES_FORMATS, default="f32le", help="raw PCM layout for '-'")
+    p.add_argument("--sample-rate", type=int, default=16000, choices=ACCEPTED_SAMPLE_RATES, metavar="HZ",
+                   help="sample rate of raw PCM on stdin (default 16000)")
+    p.add_argument("--channels", type=int, default=1, metavar="N", help="channels of raw PCM on stdin (default 1)")
+    p.add_argument("--realtime", action="store_true", help="replay a file at the speed of its audio, as if live")
+    _add_recognition_options(p)
+
+    p = sub.add_parser("listen", help="transcribe a microphone live", description="Transcribe a microphone live.")
+    p.add_argument("--input-device", metavar="NAME|INDEX", help="input device (see 'rtwhisper devices')")
+    p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after this many seconds")
+    _add_recognition_options(p)
+
+    sub.add_parser("devices", help="list audio input devices", description="List audio input devices.")
+    return parser
+
+
+def _processor(args: argparse.Namespace) -> Any:
+    from .processor import RealtimeWhisperProcessor
+
+    overrides: dict[str, Any] = {}
+    for option, name in (("model", "model_name"), ("language", "language"), ("task", "task"),
+                         ("chunk", "chunk_duration"), ("overlap", "overlap_duration"), ("beam_size", "beam_size"),
+                         ("device", "device"), ("compute_type", "compute_type"),
+                         ("initial_prompt", "initial_prompt")):
+        value = getattr(args, option)
+        if value is not None:
+            overrides[name] = value
+    if args.no_vad:
+        overrides["vad"] = False
+    return RealtimeWhisperProcessor.from_preset(args.preset, **overrides)
+
+
+class _LiveText:
+    """Terminal view: a partial rewrites the current line; a final ends it."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self.shown = 0
+
+    def write(self, event: TranscriptEvent) -> None:
+        if self.tty:
+            if not event.is_final and event.text:
+                self.out.write("\r\x1b[2K" + event.text)
+                self.shown = len(event.text)
+            elif event.is_final:
+                self.out.write("\r\x1b[2K" + event.text + ("\n" if event.text else ""))
+                self.shown = 0
+        elif event.is_final and event.text:
+            # Piped: finals as a running text, one sentence a line.
+            self.out.write(("" if self.shown == 0 else " ") + event.text)
+            self.shown += len(event.text)
+            if event.text.rstrip().endswith((".", "?", "!", "。", "？", "！")):
+                self.out.write("\n")
+                self.shown = 0
+        self.out.flush()
+
+    def close(self) -> None:
+        if not self.tty and self.shown:
+            self.out.write("\n")
+            self.out.flush()
+
+
+class _Progress:
+    """A progress bar on stderr for files processed faster than real time."""
+
+    def __init__(self, total_s: float | None) -> None:
+        self.total_s = total_s
+        self.enabled = bool(total_s) and sys.stderr.isatty()
+
+    def update(self, done_s: float) -> None:
+        if self.enabled and self.total_s:
+            fraction = min(done_s / self.total_s, 1.0)
+            bar = "#" * int(fraction * 30)
+            sys.stderr.write(f"\r[{bar:<30}] {fraction:4.0%} {done_s:6.1f}/{self.total_s:.1f} s")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
+def _emit(events: Iterable[TranscriptEvent], args: argparse.Namespace, out: IO[str],
+          progress: _Progress | None = None) -> None:
+    finals: list[TranscriptEvent] = []
+    live = _LiveText(out) if args.format == "text" else None
+    for event in events:
+        if args.format == "jsonl":
+            out.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            out.flush()
+        elif live is not None:
+            live.write(event)
+        if event.is_final:
+            finals.append(event)
+            if progress is not None:
+                progress.update(event.end_s)
+    if live is not None:
+        live.close()
+    if progress is not None:
+        progress.close()
+    if args.format in ("srt", "vtt"):
+        cues = cues_from_words(w for e in finals for w in e.words)
+        out.write(to_srt(cues) if args.format == "srt" else to_vtt(cues))
+
+
+def _events_with_progress(
+    events: Iterator[TranscriptEvent], proc: Any, progress: _Progress
+) -> Iterator[TranscriptEvent]:
+    for event in events:
+        progress.update(proc.heard_until_s)
+        yield event
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .runner import ThreadedRunner, stream
+    from .sources import FileSource, MicrophoneSource, PipeSource, list_input_devices
+
+    if args.command == "devices":
+        for device in list_input_devices():
+            print(f"{device['index']:3d}  {device['name']}  ({device['channels']} ch, "
+                  f"{device['default_samplerate']:.0f} Hz)")
+        return 0
+
+    out: IO[str] = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if args.command == "transcribe":
+            progress = None
+            if args.input == "-":
+                source: Any = PipeSource(sys.stdin.buffer, input_format=args.input_format,
+                                         sample_rate=args.sample_rate, channels=args.channels)
+            else:
+                source = FileSource(args.input, realtime=args.realtime)
+                if not args.realtime:
+                    progress = _Progress(source.duration_s)
+            proc = _processor(args)
+            events: Iterator[TranscriptEvent] = stream(source, proc)
+            if progress is not None:
+                events = _events_with_progress(events, proc, progress)
+            _emit(events, args, out, progress)
+        else:
+            source = MicrophoneSource(args.input_device, duration_s=args.duration)
+            proc = _processor(args)
+
+            def lag(report: Any) -> None:
+                sys.stderr.write(f"rtwhisper: recognition is {report.lag_s:.1f} s behind"
+                                 + (f", {report.dropped_s:.1f} s of audio dropped" if report.dropped_s else "") + "\n")
+
+            _emit(ThreadedRunner(source, proc, on_lag=lag), args, out)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except (RtWhisperError, OSError) as exc:
+        message = " ".join(str(exc).split())
+        print(f"rtwhisper: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
