@@ -73,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recognition_options(p)
 
     sub.add_parser("devices", help="list audio input devices", description="List audio input devices.")
+
+    p = sub.add_parser("bench", help="measure accuracy, latency and cost on a manifest folder",
+                       description="Run the benchmarks on any folder with a manifest.jsonl and write results.json, "
+                                   "results.md and PNG plots.")
+    p.add_argument("folder", help="folder with manifest.jsonl (path, lang, text, duration_s, long?, synthetic?)")
+    p.add_argument("--out", default="benchmarks/results/latest", help="where to write the results")
+    p.add_argument("--quick", action="store_true", help="main configurations only (no presets, no sweep)")
+    p.add_argument("--long", choices=("main", "all", "none"), default="main",
+                   help="long files for the first configuration only (default), for all, or none")
+    p.add_argument("--no-capacity", action="store_true", help="skip the concurrent-streams capacity search")
+    p.add_argument("--model", help="measure only this model (main settings, 2 s / 0.2 s)")
+    p.add_argument("--chunk", type=_positive_float, default=2.0, metavar="S")
+    p.add_argument("--overlap", type=_positive_float, default=0.2, metavar="S")
+    p.add_argument("--beam-size", type=int, default=1, metavar="N")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--compute-type", choices=COMPUTE_TYPES, default="auto")
     return parser
 
 
@@ -178,6 +194,8 @@ def _run(args: argparse.Namespace) -> int:
     from .runner import ThreadedRunner, stream
     from .sources import FileSource, MicrophoneSource, PipeSource, list_input_devices
 
+    if args.command == "bench":
+        return _bench(args)
     if args.command == "devices":
         for device in list_input_devices():
             print(f"{device['index']:3d}  {device['name']}  ({device['channels']} ch, "
@@ -215,6 +233,27 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .bench import BenchConfig, run_benchmark
+
+    configs = None
+    if args.model:
+        configs = [BenchConfig(f"{args.model} {args.chunk:g}s/{args.overlap:g}s", args.model, args.chunk,
+                               args.overlap, args.beam_size)]
+
+    def progress(message: str) -> None:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    report = run_benchmark(Path(args.folder), Path(args.out), configs=configs, device=args.device,
+                           compute_type=args.compute_type, quick=args.quick, include_long=args.long,
+                           capacity=not args.no_capacity, progress=progress)
+    print(f"wrote {args.out}/results.json, results.md, latency_cdf.png, penalty_vs_latency.png "
+          f"({report['wall_s']:.0f} s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -222,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except KeyboardInterrupt:
         return 130
-    except (RtWhisperError, OSError) as exc:
+    except (RtWhisperError, OSError, ValueError) as exc:
         message = " ".join(str(exc).split())
         print(f"rtwhisper: error: {message}", file=sys.stderr)
         return 2

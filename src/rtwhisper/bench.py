@@ -1,0 +1,560 @@
+"""Benchmarks: accuracy, latency, cost, capacity and seams of streaming, against offline.
+
+Run on any folder with a ``manifest.jsonl`` (``path`` relative to it, ``lang``, ``text``,
+``duration_s``, optional ``long``/``synthetic``)::
+
+    rtwhisper bench ../shared/audio --out benchmarks/results/latest
+
+Latency is computation-aware, as in whisper_streaming's simulation (Macháček et al. 2023):
+a virtual clock advances with the audio, which is made available at real-time pace, and
+with the measured compute time of each update, during which no new audio is taken in. A
+word's *final latency* is the clock when it was first emitted as final minus its end time
+in the audio; its *partial latency* uses the first partial that contained it. The
+computation-unaware figures (infinitely fast compute) are the lower bound the streaming
+policy itself imposes.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import resource
+import sys
+import time
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engine import FasterWhisperEngine
+from .events import TranscriptEvent, Word
+from .merger import normalize_word
+from .metrics import cer, normalize_text, wer
+from .models import resolve_model
+from .presets import get_preset
+from .processor import RealtimeWhisperProcessor
+
+BLOCK_S = 0.1
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One streaming configuration to measure."""
+
+    name: str
+    model_name: str
+    chunk_duration: float
+    overlap_duration: float
+    beam_size: int = 1
+    language: str | None = None
+    task: str = "transcribe"
+    initial_prompt: str | None = None
+    note: str = ""
+
+    @classmethod
+    def from_preset(cls, preset: str, available: Sequence[str], fallback: str = "base") -> BenchConfig:
+        p = get_preset(preset)
+        model, note = p.model_name, ""
+        if model not in available:
+            note = f"preset names {model}, not installed: {fallback} substituted"
+            model = fallback
+        return cls(f"preset:{preset}", model, p.chunk_duration, p.overlap_duration, p.beam_size, p.language,
+                   p.task, p.initial_prompt, note)
+
+
+@dataclass
+class FileResult:
+    path: str
+    lang: str
+    duration_s: float
+    offline_error: float
+    streaming_error: float
+    penalty: float
+    final_latencies_s: list[float] = field(default_factory=list)
+    partial_latencies_s: list[float] = field(default_factory=list)
+    unaware_final_latencies_s: list[float] = field(default_factory=list)
+    compute_s: float = 0.0
+    duplicated_words: int = 0
+    lost_words: int = 0
+    streaming_text: str = ""
+    offline_text: str = ""
+
+
+def load_manifest(folder: Path) -> list[dict[str, Any]]:
+    path = folder / "manifest.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the benchmark set must be a folder with a manifest.jsonl")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def load_audio(path: Path) -> np.ndarray:
+    """16 kHz mono audio: WAV directly, anything else through the file source (PyAV)."""
+    if path.suffix.lower() == ".wav":
+        with wave.open(str(path)) as w:
+            if w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2:
+                return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    from .sources import FileSource
+
+    return np.concatenate([b.samples for b in FileSource(path)])
+
+
+def error_rate(lang: str, reference: str, hypothesis: str) -> float:
+    """WER for English (and other space-separated languages), CER for Korean, Chinese and Japanese."""
+    return cer(reference, hypothesis) if lang in ("ko", "zh", "ja") else wer(reference, hypothesis)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def _first_partial_times(
+    timeline: list[tuple[float, TranscriptEvent]], finals: list[tuple[float, Word]]
+) -> list[float]:
+    """For each final word, the clock of the first event (partial or final) that showed it."""
+    shown: list[tuple[str, float, float]] = []  # (key, word mid time, clock)
+    for clock, event in timeline:
+        for w in event.words:
+            shown.append((normalize_word(w.text), (w.start_s + w.end_s) / 2, clock))
+    out = []
+    for clock, word in finals:
+        key, mid = normalize_word(word.text), (word.start_s + word.end_s) / 2
+        first = min((c for k, m, c in shown if k == key and abs(m - mid) < 0.6 and c <= clock), default=clock)
+        out.append(first - word.end_s)
+    return out
+
+
+def simulate(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndarray, *, aware: bool
+             ) -> tuple[list[tuple[float, TranscriptEvent]], float]:
+    """Stream ``audio`` in real time on a virtual clock; return (clock, event) pairs and compute seconds.
+
+    Aware: each update's measured compute advances the clock, and audio that arrived in the
+    meantime is fed before the next update. Unaware: compute is free; the clock is the audio.
+    """
+    proc = make()
+    duration = len(audio) / 16000
+    block = int(BLOCK_S * 16000)
+    clock, fed = 0.0, 0
+    timeline: list[tuple[float, TranscriptEvent]] = []
+    while fed < len(audio):
+        available = min(len(audio), int(clock * 16000) if aware else fed + block)
+        if available <= fed:  # nothing new has arrived: wait for the next block
+            clock = (fed + block) / 16000
+            continue
+        for i in range(fed, available, block):
+            proc.feed(audio[i:min(i + block, available)])
+        fed = available
+        if not aware:
+            clock = fed / 16000
+        started = time.perf_counter()
+        events = proc.results()
+        spent = time.perf_counter() - started
+        if aware:
+            clock += spent
+        timeline += [(clock, e) for e in events]
+    started = time.perf_counter()
+    events = proc.finish()
+    clock = max(clock, duration) + ((time.perf_counter() - started) if aware else 0.0)
+    timeline += [(clock, e) for e in events]
+    return timeline, proc.compute_s
+
+
+def seam_errors(offline: str, streaming: str) -> tuple[int, int]:
+    """(duplicated, lost) words of the streaming transcript aligned against the offline one.
+
+    Duplicated: an inserted run that repeats the words right before or after it. Lost: words
+    of the offline transcript that streaming deleted outright (not replaced by another word).
+    """
+    import difflib
+
+    a, b = normalize_text(offline).split(), normalize_text(streaming).split()
+    duplicated = lost = 0
+    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "insert":
+            n = b2 - b1
+            if b[b1:b2] == b[max(b1 - n, 0):b1] or b[b1:b2] == b[b2:b2 + n]:
+                duplicated += n
+        elif op == "delete":
+            lost += a2 - a1
+    return duplicated, lost
+
+
+class Bench:
+    """Runs configurations over a manifest and collects every figure."""
+
+    def __init__(self, folder: Path, *, device: str = "cpu", compute_type: str = "auto",
+                 progress: Callable[[str], None] | None = None) -> None:
+        self.folder = folder
+        self.entries = load_manifest(folder)
+        self.device = device
+        self.compute_type = compute_type
+        self.progress = progress or (lambda message: None)
+        self.engines: dict[str, FasterWhisperEngine] = {}
+        self.load_s: dict[str, float] = {}
+        self.audio: dict[str, np.ndarray] = {}
+        self.offline: dict[tuple[str, int, str | None, str, str], tuple[str, float]] = {}
+
+    def engine(self, model_name: str) -> FasterWhisperEngine:
+        if model_name not in self.engines:
+            started = time.perf_counter()
+            self.engines[model_name] = FasterWhisperEngine(resolve_model(model_name), device=self.device,
+                                                           compute_type=self.compute_type)
+            self.load_s[model_name] = time.perf_counter() - started
+        return self.engines[model_name]
+
+    def entries_for(self, config: BenchConfig, *, include_long: bool) -> list[dict[str, Any]]:
+        engine = self.engine(config.model_name)
+        chosen = []
+        for e in self.entries:
+            if e.get("long") and not include_long:
+                continue
+            if config.language and e["lang"] != config.language:
+                continue
+            if not engine.multilingual and e["lang"] != "en":
+                continue
+            chosen.append(e)
+        return chosen
+
+    def _audio(self, rel: str) -> np.ndarray:
+        if rel not in self.audio:
+            self.audio[rel] = load_audio(self.folder / rel)
+        return self.audio[rel]
+
+    def offline_text(self, model_name: str, beam_size: int, entry: dict[str, Any], task: str = "transcribe",
+                     language: str | None = None) -> tuple[str, float]:
+        """The same model's offline transcription of the whole file (plain faster-whisper, 30 s windows)."""
+        language = language or (entry["lang"] if self.engine(model_name).multilingual else "en")
+        key = (model_name, beam_size, language, task, entry["path"])
+        if key not in self.offline:
+            model = self._plain_model(model_name)
+            started = time.perf_counter()
+            segments, _ = model.transcribe(self._audio(entry["path"]), language=language, task=task,
+                                           beam_size=beam_size, vad_filter=True)
+            text = " ".join(s.text.strip() for s in segments)
+            self.offline[key] = (text, time.perf_counter() - started)
+        return self.offline[key]
+
+    def _plain_model(self, model_name: str) -> Any:
+        from faster_whisper import WhisperModel
+
+        cache = self.__dict__.setdefault("_plain", {})
+        if model_name not in cache:
+            cache[model_name] = WhisperModel(resolve_model(model_name), device=self.engine(model_name).device,
+                                             compute_type=self.engine(model_name).compute_type)
+        return cache[model_name]
+
+    def run_config(self, config: BenchConfig, *, include_long: bool, unaware: bool = True) -> dict[str, Any]:
+        engine = self.engine(config.model_name)
+        results = []
+        for entry in self.entries_for(config, include_long=include_long):
+            self.progress(f"{config.name}: {entry['path']}")
+            audio = self._audio(entry["path"])
+            language = config.language or (entry["lang"] if engine.multilingual else "en")
+
+            def make(language: str = language) -> RealtimeWhisperProcessor:
+                return RealtimeWhisperProcessor(
+                    engine=engine, chunk_duration=config.chunk_duration, overlap_duration=config.overlap_duration,
+                    beam_size=config.beam_size, language=language, task=config.task,
+                    initial_prompt=config.initial_prompt)
+
+            timeline, compute_s = simulate(make, audio, aware=True)
+            finals = [(c, w) for c, e in timeline if e.is_final for w in e.words]
+            text = " ".join(e.text for _, e in timeline if e.is_final and e.text)
+            offline, _ = self.offline_text(config.model_name, config.beam_size, entry, config.task, language)
+            reference = entry["text"]
+            if config.task == "translate":
+                off_err = st_err = float("nan")
+            else:
+                off_err, st_err = error_rate(entry["lang"], reference, offline), error_rate(entry["lang"], reference,
+                                                                                            text)
+            duplicated, lost = seam_errors(offline, text)
+            result = FileResult(
+                entry["path"], entry["lang"], len(audio) / 16000, off_err, st_err, st_err - off_err,
+                [c - w.end_s for c, w in finals], _first_partial_times(timeline, finals), [], compute_s,
+                duplicated, lost, text, offline)
+            if unaware:
+                timeline_u, _ = simulate(make, audio, aware=False)
+                result.unaware_final_latencies_s = [c - w.end_s for c, e in timeline_u if e.is_final for w in e.words]
+            results.append(result)
+        return summarize(config, results, self.load_s.get(config.model_name, 0.0))
+
+    def offline_config(self, model_name: str, beam_size: int) -> dict[str, Any]:
+        rows = []
+        for entry in self.entries_for(BenchConfig("offline", model_name, 2, 0), include_long=True):
+            self.progress(f"offline {model_name} beam {beam_size}: {entry['path']}")
+            text, seconds = self.offline_text(model_name, beam_size, entry)
+            rows.append({"path": entry["path"], "lang": entry["lang"], "duration_s": entry["duration_s"],
+                         "error": error_rate(entry["lang"], entry["text"], text), "compute_s": seconds})
+        audio_s = sum(r["duration_s"] for r in rows)
+        return {"name": f"offline:{model_name}:beam{beam_size}", "model": model_name, "beam_size": beam_size,
+                "files": rows, "rtf": sum(r["compute_s"] for r in rows) / max(audio_s, 1e-9),
+                "wer_en": _mean([r["error"] for r in rows if r["lang"] == "en"]),
+                "cer_ko": _mean([r["error"] for r in rows if r["lang"] == "ko"])}
+
+    def memory_per_stream(self, model_name: str, streams: int = 4, seconds: float = 20.0) -> dict[str, float]:
+        """Peak RSS now, and the extra RSS each added live stream costs."""
+        engine = self.engine(model_name)
+        audio = next(self._audio(e["path"]) for e in self.entries if e.get("long")) if any(
+            e.get("long") for e in self.entries) else self._audio(self.entries[0]["path"])
+        audio = audio[: int(seconds * 16000)]
+        gc.collect()
+        before = _rss_mb()
+        procs = [RealtimeWhisperProcessor(engine=engine, language="en") for _ in range(streams)]
+        for p in procs:
+            p.feed(audio)
+            p.results()
+        after = _rss_mb()
+        return {"rss_before_mb": before, "rss_after_mb": after, "extra_mb_per_stream": (after - before) / streams,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+    def capacity(self, config: BenchConfig, *, seconds: float = 30.0, max_streams: int = 8,
+                 p90_limit_s: float = 2.0) -> dict[str, Any]:
+        """Most concurrent real-time streams one process sustains with final-latency p90 under the limit."""
+        engine = self.engine(config.model_name)
+        entry = next((e for e in self.entries if e.get("long") and e["lang"] == "en"), self.entries[0])
+        audio = self._audio(entry["path"])[: int(seconds * 16000)]
+        tried: dict[int, float | None] = {}
+        best = 0
+        n = 1
+        while n <= max_streams:
+            self.progress(f"capacity {config.name}: {n} stream(s)")
+            p90 = percentile(_concurrent_latencies(engine, config, audio, n), 90)
+            tried[n] = p90
+            if p90 is None or p90 >= p90_limit_s:
+                break
+            best = n
+            n *= 2
+        return {"config": config.name, "audio_s": seconds, "p90_limit_s": p90_limit_s, "streams": best,
+                "p90_by_streams": tried}
+
+
+def _concurrent_latencies(engine: FasterWhisperEngine, config: BenchConfig, audio: np.ndarray, n: int) -> list[float]:
+    """N live streams of the same audio served round-robin by one process on one virtual clock."""
+    procs = [RealtimeWhisperProcessor(engine=engine, chunk_duration=config.chunk_duration,
+                                      overlap_duration=config.overlap_duration, beam_size=config.beam_size,
+                                      language="en") for _ in range(n)]
+    fed = [0] * n
+    clock = 0.0
+    latencies: list[float] = []
+    block = int(BLOCK_S * 16000)
+    while min(fed) < len(audio):
+        progressed = False
+        for i, proc in enumerate(procs):
+            available = min(len(audio), int(clock * 16000))
+            if available > fed[i]:
+                proc.feed(audio[fed[i]:available])
+                fed[i] = available
+                started = time.perf_counter()
+                events = proc.results()
+                clock += time.perf_counter() - started
+                latencies += [clock - w.end_s for e in events if e.is_final for w in e.words]
+                progressed = True
+        if not progressed:
+            clock = (min(fed) + block) / 16000
+    for proc in procs:
+        started = time.perf_counter()
+        events = proc.finish()
+        clock = max(clock, len(audio) / 16000) + time.perf_counter() - started
+        latencies += [clock - w.end_s for e in events if e.is_final for w in e.words]
+    return latencies
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    values = [v for v in values if v == v]  # drop NaN
+    return float(np.mean(values)) if values else None
+
+
+def summarize(config: BenchConfig, results: list[FileResult], load_s: float) -> dict[str, Any]:
+    final = [x for r in results for x in r.final_latencies_s]
+    partial = [x for r in results for x in r.partial_latencies_s]
+    unaware = [x for r in results for x in r.unaware_final_latencies_s]
+    audio_s = sum(r.duration_s for r in results)
+
+    def stats(values: list[float]) -> dict[str, float | None]:
+        return {"p50": percentile(values, 50), "p90": percentile(values, 90), "max": max(values) if values else None}
+
+    en = [r for r in results if r.lang == "en"]
+    ko = [r for r in results if r.lang == "ko"]
+    return {
+        "name": config.name, "config": asdict(config), "files": [asdict(r) for r in results],
+        "audio_s": audio_s,
+        "wer_en": _mean([r.streaming_error for r in en]), "offline_wer_en": _mean([r.offline_error for r in en]),
+        "cer_ko": _mean([r.streaming_error for r in ko]), "offline_cer_ko": _mean([r.offline_error for r in ko]),
+        "penalty_en": _mean([r.penalty for r in en]), "penalty_ko": _mean([r.penalty for r in ko]),
+        "final_latency_s": stats(final), "partial_latency_s": stats(partial),
+        "unaware_final_latency_s": stats(unaware),
+        "rtf": sum(r.compute_s for r in results) / max(audio_s, 1e-9), "model_load_s": load_s,
+        "duplicated_words": sum(r.duplicated_words for r in results),
+        "lost_words": sum(r.lost_words for r in results),
+    }
+
+
+def environment(device: str, compute_type: str) -> dict[str, Any]:
+    import ctranslate2
+    import faster_whisper
+
+    from . import __version__
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+            "rtwhisper": __version__, "faster_whisper": faster_whisper.__version__,
+            "ctranslate2": ctranslate2.__version__, "numpy": np.__version__, "device": device,
+            "compute_type": compute_type, "ct2_cuda_devices": ctranslate2.get_cuda_device_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+def default_configs(available: Sequence[str], *, quick: bool = False) -> list[BenchConfig]:
+    """The comparisons of one run: the main settings on both models, the presets, a chunk/overlap sweep."""
+    configs = [BenchConfig("base 2s/0.2s", "base", 2.0, 0.2)]
+    if "tiny.en" in available:
+        configs.append(BenchConfig("tiny.en 2s/0.2s", "tiny.en", 2.0, 0.2))
+    if quick:
+        return configs
+    configs += [BenchConfig.from_preset(p, available) for p in ("low_latency", "high_accuracy", "korean", "captions")]
+    # The guide: "words cut at chunk edges: longer overlap (0.5 → 1.0)". Does more overlap help?
+    configs += [BenchConfig(f"sweep base {c:g}s/{o:g}s", "base", c, o)
+                for c, o in ((1.0, 0.0), (2.0, 0.0), (2.0, 0.5), (5.0, 0.5), (5.0, 1.0))]
+    return configs
+
+
+def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | None = None, device: str = "cpu",
+                  compute_type: str = "auto", quick: bool = False, include_long: str = "main",
+                  capacity: bool = True, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every configuration over ``folder`` and write ``results.json``, ``results.md`` and plots to ``out``.
+
+    ``include_long``: ``"all"`` runs long files for every configuration, ``"main"`` only for the
+    first (the long files dominate the run time on a CPU), ``"none"`` never.
+    """
+    from .models import installed_models
+
+    started = time.perf_counter()
+    bench = Bench(folder, device=device, compute_type=compute_type, progress=progress)
+    available = sorted(installed_models())
+    configs = list(configs) if configs is not None else default_configs(available, quick=quick)
+    streaming = [bench.run_config(c, include_long=include_long == "all" or (include_long == "main" and i == 0))
+                 for i, c in enumerate(configs)]
+    models = sorted({c.model_name for c in configs})
+    offline = [bench.offline_config(m, b) for m in models for b in (1, 5)]
+    report: dict[str, Any] = {
+        "set": str(folder), "environment": environment(bench.engine(configs[0].model_name).device,
+                                                       bench.engine(configs[0].model_name).compute_type),
+        "streaming": streaming, "offline": offline, "model_load_s": bench.load_s,
+        "memory": bench.memory_per_stream(configs[0].model_name),
+    }
+    if capacity:
+        report["capacity"] = bench.capacity(configs[0])
+    report["wall_s"] = time.perf_counter() - started
+    write_report(report, out)
+    return report
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "–" if value is None or value != value else f"{value * scale:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        "# Benchmark results", "",
+        f"Set: `{report['set']}`. Machine: {env['cpu']}, {env['cores']} cores, device {env['device']} "
+        f"({env['compute_type']}); faster-whisper {env['faster_whisper']}, CTranslate2 {env['ctranslate2']}; "
+        f"{env['date']}. Wall time {report['wall_s']:.0f} s.", "",
+        "## Streaming", "",
+        "| configuration | model | chunk/overlap | beam | WER en % | offline % | penalty | CER ko % | penalty | "
+        "final p50/p90/max s | partial p50 s | unaware final p50/p90 s | RTF | dup | lost |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in report["streaming"]:
+        c, f, p, u = s["config"], s["final_latency_s"], s["partial_latency_s"], s["unaware_final_latency_s"]
+        lines.append(
+            f"| {s['name']} | {c['model_name']} | {c['chunk_duration']:g}/{c['overlap_duration']:g} | "
+            f"{c['beam_size']} | {_fmt(s['wer_en'], 100)} | {_fmt(s['offline_wer_en'], 100)} | "
+            f"{_fmt(s['penalty_en'], 100)} | {_fmt(s['cer_ko'], 100)} | {_fmt(s['penalty_ko'], 100)} | "
+            f"{_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | {_fmt(p['p50'])} | "
+            f"{_fmt(u['p50'])}/{_fmt(u['p90'])} | {_fmt(s['rtf'], digits=3)} | {s['duplicated_words']} | "
+            f"{s['lost_words']} |")
+    notes = [f"- {s['name']}: {s['config']['note']}" for s in report["streaming"] if s["config"]["note"]]
+    if notes:
+        lines += ["", *notes]
+    lines += ["", "## Offline baseline (same models, whole files, faster-whisper with VAD)", "",
+              "| configuration | WER en % | CER ko % | RTF |", "| --- | --- | --- | --- |"]
+    for o in report["offline"]:
+        lines.append(f"| {o['name']} | {_fmt(o['wer_en'], 100)} | {_fmt(o['cer_ko'], 100)} | "
+                     f"{_fmt(o['rtf'], digits=3)} |")
+    m = report["memory"]
+    lines += ["", "## Cost", "",
+              "- Model load: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["model_load_s"].items()),
+              f"- Peak RSS {m['peak_rss_mb']:.0f} MiB; each added live stream {m['extra_mb_per_stream']:.2f} MiB"]
+    if "capacity" in report:
+        cap = report["capacity"]
+        tried = ", ".join(f"{n}: {_fmt(v)} s" for n, v in cap["p90_by_streams"].items())
+        lines.append(f"- Capacity ({cap['config']}, {cap['audio_s']:.0f} s of speech per stream): "
+                     f"**{cap['streams']}** concurrent real-time stream(s) with final-latency p90 under "
+                     f"{cap['p90_limit_s']:g} s (p90 by streams: {tried})")
+    lines += ["", "Columns: WER/CER of the final transcript against the reference (normalizer: "
+              "`rtwhisper.metrics`); penalty = streaming − offline of the same model and beam; latencies per word, "
+              "computation-aware on a virtual clock; unaware = infinitely fast compute; RTF = compute s per audio "
+              "s; dup/lost = words duplicated or dropped against the offline transcript.", ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=float) + "\n",
+                                      encoding="utf-8")
+    (out / "results.md").write_text(markdown(report), encoding="utf-8")
+    plot(report, out)
+
+
+def plot(report: dict[str, Any], out: Path) -> None:
+    """latency_cdf.png (final latency per configuration) and penalty_vs_latency.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for s in report["streaming"]:
+        values = sorted(x for f in s["files"] for x in f["final_latencies_s"])
+        if values:
+            ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=s["name"])
+    ax.set_xlabel("final latency per word (s, computation-aware)")
+    ax.set_ylabel("fraction of words")
+    ax.set_title("Final-latency CDF")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "latency_cdf.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for s in report["streaming"]:
+        x, y = s["final_latency_s"]["p50"], s["penalty_en"]
+        if x is not None and y is not None:
+            ax.scatter([x], [y * 100])
+            ax.annotate(s["name"], (x, y * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("final latency p50 (s)")
+    ax.set_ylabel("WER penalty, streaming − offline (points)")
+    ax.set_title("Accuracy cost against latency (English)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "penalty_vs_latency.png", dpi=110)
+    plt.close(fig)

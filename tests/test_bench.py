@@ -1,0 +1,71 @@
+"""Benchmarks: the metrics on fakes, and `rtwhisper bench` end to end on a manifest folder made here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import AUDIO_DIR
+from fakes import TimelineEngine, ramp
+
+from rtwhisper import RealtimeWhisperProcessor, Word
+from rtwhisper.bench import seam_errors, simulate
+
+
+def test_seam_errors_count_duplicates_and_losses():
+    assert seam_errors("ask not what your country", "ask not not what your country") == (1, 0)
+    assert seam_errors("ask not what your country", "ask what your country") == (0, 1)
+    assert seam_errors("no no no", "no no no") == (0, 0)
+
+
+def test_simulated_latency_is_computation_aware():
+    words = [Word(f" w{i}", 0.2 + 0.5 * i, 0.6 + 0.5 * i) for i in range(10)]
+
+    def make():
+        return RealtimeWhisperProcessor(engine=TimelineEngine(words), chunk_duration=1.0, overlap_duration=0.2)
+
+    timeline, _ = simulate(make, ramp(6.0), aware=False)
+    finals = [(clock, w) for clock, e in timeline if e.is_final for w in e.words]
+    assert [w.text.strip() for _, w in finals] == [w.text.strip() for w in words]
+    latencies = [clock - w.end_s for clock, w in finals]
+    # a word is final once a later window agrees: between one and three chunks after it ends
+    assert all(0 <= x <= 3.0 for x in latencies) and max(latencies) >= 1.0
+
+
+@pytest.mark.model
+def test_bench_command_on_another_manifest_folder(tmp_path):
+    folder = tmp_path / "set"
+    (folder / "clips").mkdir(parents=True)
+    entries = [json.loads(line) for line in (AUDIO_DIR / "manifest.jsonl").read_text().splitlines()]
+    chosen = [e for e in entries if e["path"] in ("en/jfk.wav", "en/LJ001-0002.wav", "ko/test_ko.wav")]
+    with open(folder / "manifest.jsonl", "w") as manifest:
+        for e in chosen:  # a different layout: the set is only an argument
+            shutil.copy(AUDIO_DIR / e["path"], folder / "clips" / e["path"].replace("/", "_"))
+            manifest.write(json.dumps({**e, "path": "clips/" + e["path"].replace("/", "_")}) + "\n")
+
+    def bench(out):
+        result = subprocess.run([sys.executable, "benchmarks/run.py", str(folder), "--out", str(out), "--model",
+                                 "base", "--no-capacity"], capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        assert "[bench]" in result.stderr  # progress on stderr
+        return json.loads((out / "results.json").read_text())
+
+    first = bench(tmp_path / "a")
+    s = first["streaming"][0]
+    assert s["wer_en"] == 0.0 and s["offline_wer_en"] == 0.0  # jfk and LJ001-0002 recognised exactly
+    assert s["cer_ko"] is not None and s["cer_ko"] < 0.5
+    assert 0.5 < s["final_latency_s"]["p50"] < 6 and s["partial_latency_s"]["p50"] <= s["final_latency_s"]["p50"]
+    assert s["unaware_final_latency_s"]["p50"] <= s["final_latency_s"]["p50"] + 0.5
+    assert 0 < s["rtf"] < 2 and s["duplicated_words"] == 0
+    assert {o["name"] for o in first["offline"]} == {"offline:base:beam1", "offline:base:beam5"}
+    assert first["environment"]["cores"] and first["environment"]["ctranslate2"]
+    md = (tmp_path / "a" / "results.md").read_text()
+    assert "| base 2s/0.2s | base | 2/0.2 | 1 |" in md
+    for png in ("latency_cdf.png", "penalty_vs_latency.png"):
+        assert (tmp_path / "a" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    second = bench(tmp_path / "b")  # the same command again: the same accuracy
+    assert second["streaming"][0]["wer_en"] == s["wer_en"] and second["streaming"][0]["cer_ko"] == s["cer_ko"]
