@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import AUDIO_DIR
 from fakes import TimelineEngine, ramp
-
 from rtwhisper import RealtimeWhisperProcessor, Word
 from rtwhisper.bench import seam_errors, simulate
 
