@@ -153,12 +153,14 @@ class OverlapMerger:
         return words
 
 
-def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float) -> list[Word]:
+def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float, *, timed: bool = True) -> list[Word]:
     """Remove the two decoder artefacts Whisper leaves at the end of a window.
 
     * Words squeezed into no time at the end (a tail of two or more words averaging under
       60 ms, or one zero-length word at the window's very end): the decoder ran out of
-      audio and kept writing; the aligner found no frames for them.
+      audio and kept writing; the aligner found no frames for them. Only with ``timed``:
+      translated words are aligned to speech in another language, and their times say
+      little, so this rule is off for translation.
     * A trailing run of three or more words that repeats the run just before it while
       taking under half its time: the classic repetition loop. A speaker who repeats a
       phrase takes about as long the second time.
@@ -172,13 +174,14 @@ def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float) -> list[W
             out = out[:-n]
             break
     # A tail of words with (almost) no duration has no acoustic evidence behind it.
-    total, cut = 0.0, len(out)
-    for i in range(len(out) - 1, -1, -1):
-        total += out[i].end_s - out[i].start_s
-        count = len(out) - i
-        if count >= 2 and total / count < _SQUEEZED_WORD_S:
-            cut = i
-    out = out[:cut]
+    if timed:
+        total, cut = 0.0, len(out)
+        for i in range(len(out) - 1, -1, -1):
+            total += out[i].end_s - out[i].start_s
+            count = len(out) - i
+            if count >= 2 and total / count < _SQUEEZED_WORD_S:
+                cut = i
+        out = out[:cut]
     while out and out[-1].end_s - out[-1].start_s < 0.02 and out[-1].start_s >= window_end_s - 0.05:
         out.pop()
     return out

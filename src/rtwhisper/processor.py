@@ -219,7 +219,8 @@ class RealtimeWhisperProcessor:
     def _process(self, window: Window, *, last: bool) -> list[TranscriptEvent]:
         hypothesis = self._transcribe(window)
         words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words)]
-        words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s)
+        words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
+                                       timed=self.task == "transcribe")
         self._last_end_s = window.end_s
         if not words and not last and not self._merger.pending:
             # Nothing heard and nothing pending: silence or noise. Move on, keeping the last
