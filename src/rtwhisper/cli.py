@@ -109,42 +109,44 @@ def _processor(args: argparse.Namespace) -> Any:
 
 
 class _LiveText:
-    """Terminal view: a partial rewrites the current line; a final ends it."""
+    """Text view. On a terminal the current line shows the final text of the sentence so far
+    followed by the partial (dimmed), which each event rewrites; the line ends with the
+    sentence. Piped, only final text is written, one sentence a line."""
+
+    _SENTENCE_END = (".", "?", "!", "。", "？", "！")
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
         self.tty = out.isatty()
-        self.shown = 0
+        self.line = ""
 
     def write(self, event: TranscriptEvent) -> None:
+        if event.is_final and event.text:
+            self.line = f"{self.line} {event.text}".strip()
+        ends = event.is_final and self.line.endswith(self._SENTENCE_END)
         if self.tty:
-            if not event.is_final and event.text:
-                self.out.write("\r\x1b[2K" + event.text)
-                self.shown = len(event.text)
-            elif event.is_final:
-                self.out.write("\r\x1b[2K" + event.text + ("\n" if event.text else ""))
-                self.shown = 0
-        elif event.is_final and event.text:
-            # Piped: finals as a running text, one sentence a line.
-            self.out.write(("" if self.shown == 0 else " ") + event.text)
-            self.shown += len(event.text)
-            if event.text.rstrip().endswith((".", "?", "!", "。", "？", "！")):
-                self.out.write("\n")
-                self.shown = 0
+            partial = "" if event.is_final or not event.text else f" \x1b[2m{event.text}\x1b[0m"
+            self.out.write("\r\x1b[2K" + self.line + partial + ("\n" if ends else ""))
+        elif ends:
+            self.out.write(self.line + "\n")
+        if ends:
+            self.line = ""
         self.out.flush()
 
     def close(self) -> None:
-        if not self.tty and self.shown:
-            self.out.write("\n")
+        if self.line:
+            self.out.write(("\r\x1b[2K" if self.tty else "") + self.line + "\n")
             self.out.flush()
+            self.line = ""
 
 
 class _Progress:
     """A progress bar on stderr for files processed faster than real time."""
 
-    def __init__(self, total_s: float | None) -> None:
+    def __init__(self, total_s: float | None, *, screen_in_use: bool) -> None:
         self.total_s = total_s
-        self.enabled = bool(total_s) and sys.stderr.isatty()
+        # Only when stderr is a terminal that live text is not already drawing on.
+        self.enabled = bool(total_s) and sys.stderr.isatty() and not screen_in_use
 
     def update(self, done_s: float) -> None:
         if self.enabled and self.total_s:
@@ -212,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
             else:
                 source = FileSource(args.input, realtime=args.realtime)
                 if not args.realtime:
-                    progress = _Progress(source.duration_s)
+                    progress = _Progress(source.duration_s, screen_in_use=args.format == "text" and out.isatty())
             proc = _processor(args)
             events: Iterator[TranscriptEvent] = stream(source, proc)
             if progress is not None:
