@@ -30,6 +30,7 @@ from .events import Word
 _SKIP_TOLERANCE_S = 0.1
 _SQUEEZED_WORD_S = 0.06
 _SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
+_PHRASE_ENDS = (*_SENTENCE_ENDS, ",", ";", ":", "，", "、")
 
 
 def normalize_word(text: str) -> str:
@@ -86,7 +87,7 @@ class OverlapMerger:
             if point < lo_s:
                 break
             gap = following.start_s - previous.end_s
-            if gap >= min_pause_s or previous.text.rstrip().endswith(_SENTENCE_ENDS):
+            if gap >= min_pause_s or previous.text.rstrip().endswith(_PHRASE_ENDS):
                 return point, True
             if plain is None:
                 plain = point
