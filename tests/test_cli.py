@@ -58,10 +58,16 @@ def test_pipe_at_another_rate_and_stereo():
     assert wer(JFK_TEXT, result.stdout.decode()) <= 0.05
 
 
-@pytest.mark.parametrize("suffix", [".mp3", ".ogg"])
+@pytest.mark.parametrize("suffix", [".mp3", ".ogg", ".m4a", ".mp4"])
 def test_compressed_files_give_the_words_of_the_wav(tmp_path, suffix):
     path = tmp_path / f"jfk{suffix}"
-    codec = ["-c:a", "libopus", "-b:a", "48k"] if suffix == ".ogg" else ["-b:a", "64k"]
+    codec = {
+        ".mp3": ["-b:a", "64k"],
+        ".ogg": ["-c:a", "libopus", "-b:a", "48k"],
+        ".m4a": ["-c:a", "aac", "-b:a", "64k"],
+        # a video: a test pattern with the clip as its audio track
+        ".mp4": ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-shortest", "-c:v", "mpeg4", "-c:a", "aac"],
+    }[suffix]
     ffmpeg("-i", str(JFK), *codec, str(path))
     wav = run(["transcribe", str(JFK)]).stdout.decode()
     result = run(["transcribe", str(path)])
@@ -165,6 +171,21 @@ def test_listen_hears_real_speech_through_portaudio(pulse_null_sink):
     out, err = listener.communicate(timeout=120)
     assert listener.returncode == 0, err
     assert wer(JFK_TEXT, out.decode()) <= 0.1, out
+
+
+def test_realtime_pacing_replays_a_file_at_the_speed_of_its_audio(tmp_path):
+    from rtwhisper.sources import FileSource
+
+    clip = tmp_path / "two_seconds.wav"
+    ffmpeg("-i", str(JFK), "-t", "2", str(clip))
+    started = time.monotonic()
+    blocks = list(FileSource(clip, realtime=True))
+    elapsed = time.monotonic() - started
+    assert abs(sum(b.duration_s for b in blocks) - 2.0) < 0.01
+    assert 1.8 <= elapsed <= 3.0
+    started = time.monotonic()
+    list(FileSource(clip))
+    assert time.monotonic() - started < 0.5
 
 
 def test_sources_from_python(tmp_path):

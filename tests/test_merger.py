@@ -114,3 +114,27 @@ def test_squeezed_tail_without_acoustic_evidence_is_removed():
     assert [x.text.strip() for x in drop_hallucinated_tail(words, 110.99)] == ["natural", "therefore,"]
     normal = [w("a", 0.0, 0.05), w("cat", 0.05, 0.4), w("sat", 0.45, 0.8)]
     assert drop_hallucinated_tail(normal, 0.8) == normal
+
+
+def test_phrase_skipped_in_the_middle_of_a_new_window_is_kept():
+    m = OverlapMerger()
+    m.update([w("for", 7.0, 7.1), w("you,", 7.1, 7.4), w("ask", 7.46, 8.5), w("what", 8.5, 8.76),
+              w("you", 8.76, 9.06), w("can", 9.06, 9.32)])
+    # the last window heard "for you" and "country", and nothing in between
+    step = m.update([w("for", 7.0, 7.1), w("you", 7.1, 7.4), w("can", 9.1, 9.3), w("country.", 9.94, 10.36)],
+                    final=True)
+    assert [x.text.strip(" ,.") for x in step.committed] == ["for", "you", "ask", "what", "you", "can", "country"]
+    # a word the new window replaced is not put back
+    m = OverlapMerger()
+    m.update([w("a", 0, 0.4), w("red", 0.5, 0.9), w("car", 1.0, 1.4)])
+    step = m.update([w("a", 0, 0.4), w("bed", 0.5, 0.9), w("car", 1.0, 1.4)], final=True)
+    assert [x.text.strip() for x in step.committed] == ["a", "bed", "car"]
+
+
+def test_phrase_squashed_into_one_stretched_word_is_kept():
+    # tiny.en's last window on jfk: "ask what you can do for your" came back as one 2.3 s "country."
+    m = OverlapMerger()
+    m.update([w("ask", 8.25, 8.66), w("what", 8.66, 8.95), w("you", 8.95, 9.27), w("can", 9.27, 9.5),
+              w("do", 9.5, 9.75), w("for", 9.75, 9.88), w("your", 9.88, 9.96)])
+    step = m.update([w("country.", 8.03, 10.34)], final=True)
+    assert " ".join(x.text.strip() for x in step.committed) == "ask what you can do for your country."

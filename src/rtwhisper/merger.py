@@ -10,8 +10,9 @@ Each window's words arrive with stream-clock times. The merger
 2. confirms the longest common prefix of this hypothesis and the previous one
    (LocalAgreement-2, Liu et al. 2020, as used by whisper_streaming): a word is final
    once two consecutive windows, the second with more right context, agree on it;
-3. keeps pending words that a new hypothesis skipped (Whisper drops the first words of
-   an input now and then; the previous window heard them, and losing them is worse);
+3. keeps pending words that a new hypothesis skipped — at its start, in a silent gap, or
+   squashed into one stretched word (Whisper drops words of an input now and then; the
+   previous window heard them, and losing them is worse);
 4. optionally forces words ending before a given time to final, which bounds latency and
    window length when hypotheses keep disagreeing; at the end of the stream everything
    left is final.
@@ -104,7 +105,7 @@ class OverlapMerger:
                 w for w in self._pending
                 if w.end_s <= first + _SKIP_TOLERANCE_S and (w.start_s + w.end_s) / 2 < first - _SKIP_TOLERANCE_S
             ]
-            new = skipped + new
+            new = self._restore_inner_skips(skipped + new)
         agreed = 0
         for previous, current in zip(self._pending, new, strict=False):
             if normalize_word(previous.text) != normalize_word(current.text):
@@ -117,6 +118,40 @@ class OverlapMerger:
         committed = self._commit(new[:count])
         self._pending = new[count:]
         return MergeStep(tuple(committed), tuple(self._pending), self.commit_s)
+
+    def _restore_inner_skips(self, new: list[Word]) -> list[Word]:
+        """Put back pending words that the new hypothesis skipped after its start.
+
+        Aligned by text, a run of pending words that the new hypothesis lacks was heard by
+        the previous window and dropped by this one (Whisper skips a phrase now and then,
+        mostly in a long catch-up window) when either its times fall in a silent gap between
+        two new words, or the new hypothesis has one or two stretched words (over 1 s each)
+        spanning it where the pending run has three or more: a phrase squashed into a word.
+        Words the new hypothesis replaced one for one are not touched.
+        """
+        if not self._pending or not new:
+            return new
+        from difflib import SequenceMatcher
+
+        pending = self._pending
+        matcher = SequenceMatcher(None, [normalize_word(w.text) for w in pending],
+                                  [normalize_word(w.text) for w in new], autojunk=False)
+        out: list[Word] = []
+        last = 0
+        tol = _SKIP_TOLERANCE_S
+        for op, i1, i2, j1, j2 in matcher.get_opcodes():
+            missing = pending[i1:i2]
+            if op == "delete" and 0 < j1 < len(new):
+                start, end = new[j1 - 1].end_s, new[j1].start_s
+            elif op == "replace" and j2 - j1 <= 2 and i2 - i1 >= 3 * (j2 - j1) and all(
+                    w.end_s - w.start_s > 1.0 for w in new[j1:j2]):
+                start, end = new[j1].start_s, new[j2 - 1].end_s
+            else:
+                continue
+            if all(start - tol <= w.start_s and w.end_s <= end + tol for w in missing):
+                out += new[last:j1] + missing
+                last = j1
+        return out + new[last:]
 
     def flush(self) -> MergeStep:
         """End of stream with no audio left to hear: the pending words become final."""
