@@ -138,3 +138,11 @@ def test_phrase_squashed_into_one_stretched_word_is_kept():
               w("do", 9.5, 9.75), w("for", 9.75, 9.88), w("your", 9.88, 9.96)])
     step = m.update([w("country.", 8.03, 10.34)], final=True)
     assert " ".join(x.text.strip() for x in step.committed) == "ask what you can do for your country."
+
+
+def test_drawn_out_first_word_skipped_by_a_new_window_is_kept():
+    # jfk as mp3: "ask" (2.40-3.68) overlaps the next word's start (3.49) and was skipped
+    m = OverlapMerger()
+    m.update([w("ask", 2.4, 3.68), w("not", 3.68, 4.24), w("what", 4.24, 5.24)])
+    step = m.update([w("not", 3.49, 4.21), w("what", 4.21, 5.17), w("your", 5.52, 5.78)])
+    assert [x.text.strip() for x in step.committed] == ["ask", "not", "what"]

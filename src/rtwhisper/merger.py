@@ -30,6 +30,8 @@ from .events import Word
 
 _SKIP_TOLERANCE_S = 0.1
 _SQUEEZED_WORD_S = 0.06
+_DRAWN_OUT_S = 0.5
+_WORD_OVERLAP_S = 0.3  # how far a drawn-out word's end may run into the next word's start
 _SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
 _PHRASE_ENDS = (*_SENTENCE_ENDS, ",", ";", ":", "，", "、")
 
@@ -103,7 +105,8 @@ class OverlapMerger:
             first = new[0].start_s
             skipped = [
                 w for w in self._pending
-                if w.end_s <= first + _SKIP_TOLERANCE_S and (w.start_s + w.end_s) / 2 < first - _SKIP_TOLERANCE_S
+                if (w.start_s + w.end_s) / 2 < first - _SKIP_TOLERANCE_S
+                and w.end_s <= first + (_WORD_OVERLAP_S if w.end_s - w.start_s >= _DRAWN_OUT_S else _SKIP_TOLERANCE_S)
             ]
             new = self._restore_inner_skips(skipped + new)
         agreed = 0
