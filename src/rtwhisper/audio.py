@@ -28,7 +28,8 @@ ACCEPTED_SAMPLE_RATES: tuple[int, ...] = (
 """Input rates that can be resampled to 16 kHz: the rates of telephony, speech codecs and audio hardware."""
 
 _ACCEPTED_DTYPES = ("float32", "float64", "int16")
-_BYTES_PER_SAMPLE = {"f32le": 4, "s16le": 2}
+BYTES_PER_SAMPLE = {"f32le": 4, "s16le": 2}
+"""Bytes in one sample of each raw PCM layout."""
 
 
 def validate_input_spec(sample_rate: int, channels: int, bytes_format: str) -> None:
@@ -48,7 +49,7 @@ def validate_input_spec(sample_rate: int, channels: int, bytes_format: str) -> N
 
 def decode_pcm_bytes(data: bytes | bytearray | memoryview, bytes_format: str, channels: int) -> np.ndarray:
     """Raw little-endian PCM bytes → float32 samples (interleaved channels kept as columns)."""
-    size = _BYTES_PER_SAMPLE[bytes_format] * channels
+    size = BYTES_PER_SAMPLE[bytes_format] * channels
     raw = bytes(data)
     if len(raw) % size:
         raise AudioFormatError(

@@ -7,11 +7,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..audio import SAMPLE_RATE, StreamResampler, decode_pcm_bytes, validate_input_spec
+from ..audio import BYTES_PER_SAMPLE, SAMPLE_RATE, StreamResampler, decode_pcm_bytes, validate_input_spec
 from ..errors import AudioFormatError
 from .base import DEFAULT_BLOCK_S, AudioBlock, BlockClock, SourceError
-
-_BYTES_PER_SAMPLE = {"f32le": 4, "s16le": 2}
 
 
 class PipeSource:
@@ -26,7 +24,7 @@ class PipeSource:
         self.input_format = input_format
         self.sample_rate = sample_rate
         self.channels = channels
-        self.frame_bytes = _BYTES_PER_SAMPLE[input_format] * channels
+        self.frame_bytes = BYTES_PER_SAMPLE[input_format] * channels
         self.read_bytes = max(1, int(block_s * sample_rate)) * self.frame_bytes
         self.bytes_read = 0
 
