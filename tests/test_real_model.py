@@ -84,10 +84,10 @@ def test_long_file_streaming_matches_offline(long_file, base_engine, chunk, over
     offline_wer, stream_wer = wer(reference, offline), wer(reference, hypothesis)
     print(f"chunk {chunk} overlap {overlap}: streaming WER {stream_wer:.2%} offline WER {offline_wer:.2%}")
     assert seam_duplicates(reference, hypothesis) == []
-    # Issue #2 asks for streaming within 1.0 point of offline. Fresh processes give 2.51 % (2 s) and
-    # 2.15 % (5 s) against 2.15 % offline, but inside this suite, after other calls on the shared engine,
-    # CTranslate2 gave a few different words (up to 4.7 %); until that is explained this guard is 3 points.
-    assert stream_wer <= offline_wer + 0.03, hypothesis
+    # Issue #2: within 1.0 point of the same model offline (measured: 2.51 % at 2 s, 2.87 % at 5 s,
+    # 2.15 % offline). Decoding is deterministic (no sampled fallback), so the figure does not
+    # depend on what ran before in this process.
+    assert stream_wer <= offline_wer + 0.01, hypothesis
 
 
 def silent_stretches(audio: np.ndarray, min_s: float = 2.0) -> list[tuple[float, float]]:

@@ -1,4 +1,4 @@
-"""The ``rtwhisper`` command: transcribe a file or a pipe, listen to a microphone, list devices.
+"""The ``rtwhisper`` command: transcribe a file or a pipe, listen to a microphone, list devices, serve.
 
 Exit status: 0 on success, 2 with a one-line ``rtwhisper: error: …`` for bad input or
 options (unreadable file, wrong format, unknown option value), 130 on Ctrl-C.
@@ -73,6 +73,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recognition_options(p)
 
     sub.add_parser("devices", help="list audio input devices", description="List audio input devices.")
+
+    p = sub.add_parser("serve", help="WebSocket + HTTP server with a browser page (extra [server])",
+                       description="Serve WebSocket streaming (ws://HOST:PORT/), POST /transcribe, the "
+                                   "OpenAI-compatible /v1/audio/* API and a browser page, on one model.",
+                       epilog="example: rtwhisper serve --model base --port 8765")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765, as in the guide)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="low_latency",
+                   help="streams' default settings; a client's config message may choose another")
+    p.add_argument("--model", help="the one model all streams and uploads use (default: the preset's)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cuda or cpu")
+    p.add_argument("--compute-type", choices=COMPUTE_TYPES, default="auto", help="auto: float16 on CUDA, int8 on CPU")
+    p.add_argument("--max-connections", type=int, default=16, metavar="N", help="concurrent streams (default 16)")
+    p.add_argument("--max-frame-kb", type=int, default=1024, metavar="KB", help="largest WebSocket frame (1024)")
+    p.add_argument("--max-upload-mb", type=int, default=100, metavar="MB", help="largest HTTP upload (100)")
+    p.add_argument("--idle-timeout", type=_positive_float, default=60.0, metavar="S",
+                   help="close a stream that sends nothing for this long (60)")
+    p.add_argument("--max-backlog", type=_positive_float, default=600.0, metavar="S",
+                   help="audio a stream may send ahead of recognition before it is closed (600)")
+    p.add_argument("--api-key", metavar="KEY",
+                   help="require this key (Authorization: Bearer, X-API-Key, or ?api_key= on WebSocket); "
+                        "also read from RTWHISPER_API_KEY")
+    p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
+                   help="a browser origin allowed besides the server's own (repeatable; * for any)")
 
     p = sub.add_parser("bench", help="measure accuracy, latency and cost on a manifest folder",
                        description="Run the benchmarks on any folder with a manifest.jsonl and write results.json, "
@@ -198,6 +222,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "bench":
         return _bench(args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "devices":
         for device in list_input_devices():
             print(f"{device['index']:3d}  {device['name']}  ({device['channels']} ch, "
@@ -253,6 +279,29 @@ def _bench(args: argparse.Namespace) -> int:
                            capacity=not args.no_capacity, progress=progress)
     print(f"wrote {args.out}/results.json, results.md, latency_cdf.png, penalty_vs_latency.png "
           f"({report['wall_s']:.0f} s)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        from .server import ServerConfig, serve
+    except ImportError as exc:
+        raise RtWhisperError(f"the server needs the [server] extra ({exc.name} is missing): "
+                             "pip install 'rtwhisper[server]'") from None
+    config = ServerConfig(
+        preset=args.preset, model_name=args.model, device=args.device, compute_type=args.compute_type,
+        host=args.host, port=args.port, max_connections=args.max_connections,
+        max_frame_bytes=args.max_frame_kb * 1024, max_upload_bytes=args.max_upload_mb << 20,
+        idle_timeout_s=args.idle_timeout, max_backlog_s=args.max_backlog,
+        api_key=args.api_key or os.environ.get("RTWHISPER_API_KEY") or None,
+        allowed_origins=tuple(args.allow_origin),
+    )
+    serve(config)
     return 0
 
 

@@ -25,13 +25,16 @@ import numpy as np
 
 from .audio import SAMPLE_RATE
 from .errors import ConfigError
-from .events import Word
+from .events import TranscriptEvent, Word
 
 Task = Literal["transcribe", "translate"]
 TASKS: tuple[str, ...] = ("transcribe", "translate")
 DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
-FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4)
-RANDOM_SEED = 1
+# A decode is retried when its text compresses too well (a loop) or is too unlikely; the
+# thresholds are Whisper's own (openai/whisper transcribe.py, also faster-whisper's defaults).
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+FALLBACK_BEAM_SIZE = 5
 COMPUTE_TYPES: tuple[str, ...] = (
     "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",
@@ -47,6 +50,37 @@ class DecodeOptions:
     beam_size: int = 1
     prompt: str | None = None
     vad: bool = True
+
+
+@dataclass(frozen=True)
+class SegmentScores:
+    """Whisper's own figures for one decoded segment (what OpenAI's verbose_json reports)."""
+
+    seek: int
+    tokens: tuple[int, ...]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+@dataclass(frozen=True)
+class FileTranscript:
+    """A whole recording's transcript: Whisper's segments as final events on the file's clock."""
+
+    segments: tuple[TranscriptEvent, ...]
+    language: str | None
+    language_probability: float | None
+    duration_s: float
+    scores: tuple[SegmentScores, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return " ".join(seg.text for seg in self.segments if seg.text)
+
+    @property
+    def words(self) -> tuple[Word, ...]:
+        return tuple(w for seg in self.segments for w in seg.words)
 
 
 @dataclass(frozen=True)
@@ -98,10 +132,11 @@ def _short_input_model_class() -> type:
         """
 
         min_frames = 1000
+        per_thread = threading.local()  # ``full_input = True`` here: pad to 30 s on this thread
 
         def encode(self, features: np.ndarray) -> Any:
             f = features if features.ndim == 2 else features[0]
-            if self.min_frames < f.shape[-1]:
+            if self.min_frames < f.shape[-1] and not getattr(self.per_thread, "full_input", False):
                 nonzero = np.flatnonzero(np.any(f != 0.0, axis=0))
                 frames = int(nonzero[-1]) + 1 if len(nonzero) else 0
                 frames = max(frames, self.min_frames)
@@ -148,7 +183,47 @@ class FasterWhisperEngine:
 
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Hypothesis:
         """Recognise one window with word timestamps."""
-        import ctranslate2
+        segments, info = self._decode(audio, options)
+        words = tuple(
+            Word(w.word, float(w.start), float(w.end), float(w.probability))
+            for segment in segments
+            for w in (segment.words or ())
+        )
+        return Hypothesis(words, info.language, float(info.language_probability))
+
+    def transcribe_file(self, audio: np.ndarray, options: DecodeOptions) -> FileTranscript:
+        """Recognise a whole recording at once (the HTTP API's path): Whisper's segments, with words.
+
+        The encoder sees the usual 30 s input here: faster-whisper seeks past each segment,
+        and the short tail left at the end of a file, padded only to ``min_encoder_s``, was
+        decoded as a repeat of the last sentence (jfk.wav, base: "Ask what you can do for
+        your country." twice). A whole file has no latency to save.
+        """
+        self.model.per_thread.full_input = True
+        try:
+            segments, info = self._decode(audio, options)
+        finally:
+            self.model.per_thread.full_input = False
+        events = tuple(
+            TranscriptEvent(
+                segment_id=index, sequence=index, is_final=True, text=seg.text.strip(),
+                start_s=float(seg.start), end_s=float(seg.end),
+                words=tuple(Word(w.word, float(w.start), float(w.end), float(w.probability))
+                            for w in (seg.words or ())),
+                language=info.language, language_probability=float(info.language_probability),
+            )
+            for index, seg in enumerate(segments)
+        )
+        scores = tuple(
+            SegmentScores(int(seg.seek), tuple(seg.tokens), float(seg.temperature or 0.0), float(seg.avg_logprob),
+                          float(seg.compression_ratio), float(seg.no_speech_prob))
+            for seg in segments
+        )
+        return FileTranscript(events, info.language, float(info.language_probability), len(audio) / SAMPLE_RATE,
+                              scores)
+
+    def _decode(self, audio: np.ndarray, options: DecodeOptions) -> tuple[list[Any], Any]:
+        """faster-whisper with the deterministic fallback below; returns its segments and info."""
         from faster_whisper.vad import VadOptions
 
         language = options.language
@@ -161,35 +236,68 @@ class FasterWhisperEngine:
                 )
             language = "en"
         duration_s = len(audio) / SAMPLE_RATE
-        # The temperature fallback samples; a fixed seed per call makes the same window give
-        # the same words every time (tests and benchmarks repeat exactly). The seed is
-        # process-wide in CTranslate2, so calls from several threads at once stay varied.
-        ctranslate2.set_random_seed(RANDOM_SEED)
-        segments, info = self.model.transcribe(
-            audio,
-            language=language,
-            task=options.task,
-            beam_size=options.beam_size,
-            best_of=options.beam_size,
-            # Fallback stops at 0.4: hotter samples of a streaming window are mostly garbage
-            # (seen: Cyrillic words in an English stream at 0.8-1.0), and an unconfirmed
-            # window is heard again at the next update anyway.
-            temperature=FALLBACK_TEMPERATURES,
-            word_timestamps=True,
-            condition_on_previous_text=False,
-            initial_prompt=options.prompt or None,
-            vad_filter=options.vad,
-            vad_parameters=VadOptions(min_silence_duration_ms=1000) if options.vad else None,
-            # A window cannot hold more speech than ~12 tokens a second (fast Korean);
-            # the bound stops a looping decoder early instead of filling 448 tokens.
-            max_new_tokens=min(440, int(duration_s * 12) + 16),
-        )
-        words = tuple(
-            Word(w.word, float(w.start), float(w.end), float(w.probability))
-            for segment in segments
-            for w in (segment.words or ())
-        )
-        return Hypothesis(words, info.language, float(info.language_probability))
+
+        def decode(beam_size: int, no_repeat_ngram_size: int, prompt: str | None) -> tuple[list[Any], Any]:
+            segments, info = self.model.transcribe(
+                audio,
+                language=language,
+                task=options.task,
+                beam_size=beam_size,
+                # Greedy or beam search only, never sampling: CTranslate2 keeps its random
+                # generator per worker thread and set_random_seed() does not reset a thread
+                # that has sampled before, so a sampled fallback made the same window give
+                # different words depending on earlier calls in the process (measured:
+                # 3.6 % vs 2.5 % WER on the long LJ file). The fallback below is deterministic.
+                temperature=0.0,
+                compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+                log_prob_threshold=LOG_PROB_THRESHOLD,
+                no_repeat_ngram_size=no_repeat_ngram_size,
+                word_timestamps=True,
+                condition_on_previous_text=False,
+                initial_prompt=prompt,
+                vad_filter=options.vad,
+                vad_parameters=VadOptions(min_silence_duration_ms=1000) if options.vad else None,
+                # A window cannot hold more speech than ~12 tokens a second (fast Korean);
+                # the bound stops a looping decoder early instead of filling 448 tokens.
+                max_new_tokens=min(440, int(duration_s * 12) + 16),
+            )
+            return list(segments), info
+
+        # Fallback without sampling, in Whisper's spirit: openai/whisper drops the previous-text
+        # prompt when a decode fails (prompt_reset_on_temperature), and a prompt is what most
+        # often sends a window ending mid-sentence into a loop (measured on the long LJ file:
+        # "and it was natural therefore for, and it was natural therefore for, ..." with the
+        # prompt, the right words without). So: the requested decode; the same without the
+        # prompt; then a wider beam with repeated trigrams blocked. The first that passes
+        # Whisper's thresholds wins, else the best scored.
+        prompt = options.prompt or None
+        attempts = [(options.beam_size, 0, prompt)]
+        if prompt is not None:
+            attempts.append((options.beam_size, 0, None))
+        attempts.append((max(FALLBACK_BEAM_SIZE, options.beam_size), 3, None))
+        best: tuple[list[Any], Any] | None = None
+        for beam_size, no_repeat, attempt_prompt in attempts:
+            result = decode(beam_size, no_repeat, attempt_prompt)
+            if best is None or _score(result[0]) > _score(best[0]):
+                best = result
+            if not _needs_fallback(result[0]):
+                break
+        assert best is not None
+        return best
+
+
+def _needs_fallback(segments: list[Any]) -> bool:
+    """Whisper's retry rule: a segment that loops (compresses too well) or is too unlikely."""
+    return any(
+        seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD or seg.avg_logprob < LOG_PROB_THRESHOLD
+        for seg in segments
+    )
+
+
+def _score(segments: list[Any]) -> tuple[bool, float]:
+    """Order decodes: passing Whisper's thresholds first, then by the worst segment's log-probability."""
+    worst = min((seg.avg_logprob for seg in segments), default=0.0)
+    return (not _needs_fallback(segments), worst)
 
 
 _ENGINES: dict[tuple[object, ...], FasterWhisperEngine] = {}

@@ -7,7 +7,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..audio import BYTES_PER_SAMPLE, SAMPLE_RATE, StreamResampler, decode_pcm_bytes, validate_input_spec
+from ..audio import BYTES_PER_SAMPLE, SAMPLE_RATE, StreamResampler, to_float32_mono, validate_input_spec
 from ..errors import AudioFormatError
 from .base import DEFAULT_BLOCK_S, AudioBlock, BlockClock, SourceError
 
@@ -60,9 +60,7 @@ class PipeSource:
                 yield clock.stamp(tail)
 
     def _samples(self, data: bytes) -> np.ndarray:
-        samples = decode_pcm_bytes(data, self.input_format, self.channels)
-        if samples.ndim == 2:
-            samples = samples.mean(axis=1, dtype=np.float32)
-        if not np.isfinite(samples).all():
-            raise AudioFormatError("input contains NaN or infinite samples; is it really " + self.input_format + "?")
-        return samples
+        try:
+            return to_float32_mono(data, channels=self.channels, bytes_format=self.input_format)
+        except AudioFormatError as exc:
+            raise AudioFormatError(f"{exc} (is the input really {self.input_format}?)") from None

@@ -1,0 +1,54 @@
+"""Server settings: one frozen dataclass, validated once, shared by the app and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..presets import get_preset
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How ``rtwhisper serve`` runs.
+
+    Defaults are safe to leave on: bound to localhost (exposing it is a decision, as with
+    Jupyter and Ollama), a connection cap, a frame cap of 1 MiB (16 s of float32 audio,
+    far above the guide's 0.1 s frames), a 100 MiB upload cap and a 60 s idle timeout.
+    """
+
+    preset: str = "low_latency"
+    model_name: str | None = None
+    """Overrides the preset's model; every stream and upload uses this one loaded model."""
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+    host: str = "127.0.0.1"
+    port: int = 8765
+    max_connections: int = 16
+    max_frame_bytes: int = 1 << 20
+    max_upload_bytes: int = 100 << 20
+    max_backlog_s: float = 600.0
+    """Audio a stream may have sent ahead of recognition before it is refused (memory bound)."""
+    idle_timeout_s: float = 60.0
+    api_key: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    """Browser origins allowed besides the server's own; ``("*",)`` allows any."""
+
+    def __post_init__(self) -> None:
+        get_preset(self.preset)  # raises ConfigError for an unknown one
+        for name in ("max_connections", "max_frame_bytes", "max_upload_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("idle_timeout_s", "max_backlog_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be from 0 to 65535, got {self.port}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ConfigError("api_key must not be empty; leave it unset for no key")
+
+    @property
+    def resolved_model_name(self) -> str:
+        return self.model_name or get_preset(self.preset).model_name
