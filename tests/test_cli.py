@@ -124,6 +124,9 @@ def test_jsonl_events_are_the_processor_events():
         (["listen", "--input-device", "no-such-device", "--duration", "1"], None, "device"),
         (["transcribe", str(JFK), "--model", "large-v3"], None, "Installed offline models: base, tiny.en"),
         (["transcribe", str(JFK), "--chunk", "1", "--overlap", "2"], None, "overlap_duration must be"),
+        (["transcribe", str(JFK), "--language", "english"], None, "unknown language code 'english'"),
+        (["serve", "--model", "large-v3"], None, "Installed offline models: base, tiny.en"),
+        (["serve", "--max-connections", "0"], None, "max_connections must be a positive integer"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_a_nonzero_status(tmp_path, args, stdin, message):

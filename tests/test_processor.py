@@ -117,6 +117,7 @@ def test_bad_input_is_a_typed_error_and_nothing_is_buffered():
         ({"chunk_duration": 1.0, "overlap_duration": 1.0}, "overlap_duration"),
         ({"sample_rate": 12345}, "sample rate"),
         ({"language": ""}, "language must be"),
+        ({"language": "english"}, "unknown language code 'english'.*'en'"),
     ],
 )
 def test_bad_options_are_config_errors(kwargs, message):

@@ -214,6 +214,8 @@ def test_bad_frames_get_errors_and_the_stream_goes_on(server):
             got.append(json.loads(await ws.recv()))
             await ws.send(json.dumps({"type": "config", "format": "mp3"}))
             got.append(json.loads(await ws.recv()))
+            await ws.send(json.dumps({"type": "config", "language": "klingon"}))
+            got.append(json.loads(await ws.recv()))
             await ws.send(json.dumps({"type": "dance"}))
             got.append(json.loads(await ws.recv()))
             for frame in frames(load_wav("en/jfk.wav")):
@@ -224,7 +226,9 @@ def test_bad_frames_get_errors_and_the_stream_goes_on(server):
             return got, rest, ws.close_code
 
     got, rest, code = asyncio.run(run())
-    assert [m["code"] for m in got] == ["bad_message", "bad_audio", "bad_audio", "bad_config", "bad_message"]
+    assert [m["code"] for m in got] == ["bad_message", "bad_audio", "bad_audio", "bad_config", "bad_config",
+                                        "bad_message"]
+    assert "unknown language code" in got[4]["message"]
     assert "whole number" in got[1]["message"] and "NaN" in got[2]["message"] and "f32le" in got[3]["message"]
     assert any(m["type"] == "error" and "first message" in m["message"] for m in rest)
     assert wer(JFK_TEXT, finals_text(rest)) <= 0.05 and code == 1000
@@ -291,6 +295,9 @@ def test_bad_uploads_are_clear_400s(server, tmp_path):
     assert r.status_code == 400 and "empty" in r.json()["error"]["message"]
     r = httpx.post(server.url + "/transcribe", data={"language": "en"})
     assert r.status_code == 422 and "audio" in r.json()["error"]["message"]
+    with JFK.open("rb") as f:
+        r = httpx.post(server.url + "/transcribe", files={"audio": f}, data={"language": "klingon"})
+    assert r.status_code == 400 and "unknown language code 'klingon'" in r.json()["error"]["message"]
     schema = httpx.get(server.url + "/openapi.json").json()
     assert {"/transcribe", "/v1/audio/transcriptions", "/v1/audio/translations", "/health"} <= set(schema["paths"])
     assert server.alive()

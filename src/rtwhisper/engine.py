@@ -100,6 +100,24 @@ class Engine(Protocol):
         ...
 
 
+def validate_language(language: str | None) -> None:
+    """A language code Whisper knows, or ``None`` (detect); :class:`ConfigError` otherwise.
+
+    Checked up front so a bad code is a clear error at construction (or an HTTP 400), not a
+    ValueError from inside a decode on a worker thread.
+    """
+    if language is None:
+        return
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES as codes
+    except ImportError:  # a future faster-whisper without the table: let the decoder judge
+        return
+    if language not in codes:
+        raise ConfigError(
+            f"unknown language code {language!r}; use a Whisper code such as 'en' or 'ko' "
+            f"(one of: {', '.join(sorted(codes))}), or None to detect")
+
+
 def resolve_device(device: str) -> str:
     """``"auto"`` → ``"cuda"`` when CTranslate2 sees a GPU, else ``"cpu"``."""
     if device not in DEVICES:
@@ -227,6 +245,7 @@ class FasterWhisperEngine:
         from faster_whisper.vad import VadOptions
 
         language = options.language
+        validate_language(language)
         if not self.multilingual:
             if language not in (None, "en") or options.task == "translate":
                 raise ConfigError(

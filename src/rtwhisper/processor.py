@@ -20,7 +20,7 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, StreamResampler, to_float32_mono, validate_input_spec
 from .chunker import ChunkConfig, Chunker, Window
-from .engine import TASKS, DecodeOptions, Engine, Hypothesis, shared_engine
+from .engine import TASKS, DecodeOptions, Engine, Hypothesis, shared_engine, validate_language
 from .errors import ConfigError, StreamClosedError
 from .events import TranscriptEvent, Word, join_words
 from .merger import OverlapMerger, drop_hallucinated_tail, normalize_word
@@ -77,6 +77,7 @@ class RealtimeWhisperProcessor:
             raise ConfigError(f"beam_size must be an integer from 1 to 20, got {beam_size!r}")
         if language is not None and (not isinstance(language, str) or not language.strip()):
             raise ConfigError(f"language must be a language code such as 'en' or 'ko', or None, got {language!r}")
+        validate_language(language)
         validate_input_spec(sample_rate, channels, bytes_format)
         self.config = ChunkConfig(chunk_duration, overlap_duration, max_window_duration)
         self.language = language

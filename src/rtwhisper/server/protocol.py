@@ -188,10 +188,11 @@ class StreamSession:
             if self.processor is not None:
                 return [error_message("bad_config", "config must be the first message, before any audio")]
             try:
-                self.config = StreamConfig.from_message(message)
-                self._ensure_processor()
-            except RtWhisperError as exc:
+                config = StreamConfig.from_message(message)
+                self.processor = self.make_processor(config.preset, **config.overrides())
+            except RtWhisperError as exc:  # the previous settings stay in force
                 return [error_message("bad_config", str(exc))]
+            self.config = config
             return [self.ready_message()]
         return [error_message("bad_message", f"unknown message type {kind!r}; accepted: config, end")]
 
