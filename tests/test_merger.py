@@ -116,6 +116,19 @@ def test_squeezed_tail_without_acoustic_evidence_is_removed():
     assert drop_hallucinated_tail(normal, 0.8) == normal
 
 
+def test_long_zero_length_loop_does_not_take_real_words_with_it():
+    # as seen at the end of 1089-134686-0000 (base, beam 5): real words, then a loop of
+    # zero-length words; averaging over the whole tail used to take the real words too
+    real = [w("ladled", 6.76, 7.16), w("out", 7.16, 7.44), w("in", 7.44, 7.68), w("thick,", 7.68, 8.06),
+            w("peppered", 8.32, 8.66), w("flour", 8.66, 8.96), w("-fatten", 8.96, 9.52), w("sauce.", 9.52, 9.88)]
+    loop = [w("I'm" if i % 2 == 0 else "sorry", 10.4, 10.4) for i in range(46)]
+    assert drop_hallucinated_tail(real + loop, 10.435) == real
+    # a repeated run that takes no time is a loop even when the run before it takes none either
+    words = [*real, w("to", 9.9, 9.9), w("us", 9.9, 9.9), w("now", 9.9, 9.9),
+             w("to", 9.9, 9.9), w("us", 9.9, 9.9), w("now", 9.9, 9.9)]
+    assert drop_hallucinated_tail(words, 10.435, timed=False) == [*real, *words[8:11]]
+
+
 def test_phrase_skipped_in_the_middle_of_a_new_window_is_kept():
     m = OverlapMerger()
     m.update([w("for", 7.0, 7.1), w("you,", 7.1, 7.4), w("ask", 7.46, 8.5), w("what", 8.5, 8.76),

@@ -9,14 +9,29 @@ Short encoder input: faster-whisper pads every window to Whisper's 30 s (3000 me
 CTranslate2 ≥ 4.8 accepts fewer frames, and the encoder's cost grows with its input, so a
 2 s streaming window padded to 30 s wastes most of each update. Trimming all the way to
 the audio, though, makes Whisper loop on short windows (measured on jfk.wav, tiny.en and
-base int8: 1–3.3 s windows gave "and so and so and so…" when trimmed to the audio, the
-same words as 30 s padding once at least 10 s of input are kept). So the encoder sees the
-window padded to ``min_encoder_s`` (10 s by default), not to 30 s: 3–4× less compute per
-update on a CPU for the same words.
+base int8: 1–3.3 s windows gave "and so and so and so…" when trimmed to the audio). So the
+encoder sees the window padded to ``min_encoder_s``, not to 30 s.
+
+Why 20 s: with less padding Whisper more often runs on past a window's end ("…therefore,
+therefore, for, for…"), and the retries that fix it cost more than the shorter encoder
+saves. Measured on the long LJ file (111 s, base int8, 2 cores, deterministic fallback),
+streaming WER / engine compute at 2 s and 5 s chunks:
+
+========  =================  =================  ==========================
+padding   2 s / 0.2 s        5 s / 0.5 s        seam duplicates
+========  =================  =================  ==========================
+10 s      2.87 % / 56.5 s    2.87 % / 80.6 s    one ("by by") at 5 s
+20 s      2.87 % / 37.7 s    2.87 % / 25.6 s    none
+30 s      2.51 % / 51.6 s    1.79 % / 29.1 s    one ("for for") at 2 s
+========  =================  =================  ==========================
+
+(offline, whole file: 2.15 %). Little audio (under 2 s) and the last window of a stream
+always get the full 30 s (see ``FULL_INPUT_BELOW_FRAMES`` and ``DecodeOptions.end_of_stream``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -35,6 +50,8 @@ DEVICES: tuple[str, ...] = ("auto", "cuda", "cpu")
 COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 FALLBACK_BEAM_SIZE = 5
+FULL_INPUT_BELOW_FRAMES = 200
+"""Encoder input with less audio than this (2 s of mel frames) keeps Whisper's 30 s padding."""
 COMPUTE_TYPES: tuple[str, ...] = (
     "auto", "default", "int8", "int8_float16", "int8_float32", "int8_bfloat16",
     "int16", "float16", "bfloat16", "float32",
@@ -50,6 +67,12 @@ class DecodeOptions:
     beam_size: int = 1
     prompt: str | None = None
     vad: bool = True
+    end_of_stream: bool = False
+    """The window ends where the stream ends (the last window of ``finish()``). The encoder
+    then sees Whisper's usual 30 s input, so that the model hears that speech stopped: with
+    input that ends where a mid-sentence recording ends, it looped ("and it was natural
+    therefore, therefore, for, for. The middle ages brought…" at the end of the long LJ
+    file). One window per stream; it has no latency to save."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +172,7 @@ def _short_input_model_class() -> type:
         all-zero columns are padding and can be cut without knowing the seek position.
         """
 
-        min_frames = 1000
+        min_frames = 2000
         per_thread = threading.local()  # ``full_input = True`` here: pad to 30 s on this thread
 
         def encode(self, features: np.ndarray) -> Any:
@@ -157,13 +180,62 @@ def _short_input_model_class() -> type:
             if self.min_frames < f.shape[-1] and not getattr(self.per_thread, "full_input", False):
                 nonzero = np.flatnonzero(np.any(f != 0.0, axis=0))
                 frames = int(nonzero[-1]) + 1 if len(nonzero) else 0
+                if frames < FULL_INPUT_BELOW_FRAMES:
+                    # Little audio (the tail faster-whisper seeks to after a window's last
+                    # segment, or a lone word): padded only to min_frames, Whisper wrote
+                    # sentences into it ("to us. I'm sorry I'm sorry…" after 0.55 s of
+                    # trailing silence, "Ask what you can do for your country." again
+                    # after jfk.wav's last 0.62 s); with its usual 30 s it writes nothing.
+                    return super().encode(features)
                 frames = max(frames, self.min_frames)
                 frames += frames % 2  # the encoder's stride-2 convolution wants even input
                 if frames < f.shape[-1]:
                     features = np.ascontiguousarray(f[:, :frames])
             return super().encode(features)
 
+        def generate_with_fallback(self, encoder_output: Any, prompt: list[int], tokenizer: Any,
+                                   options: Any) -> Any:
+            """Whisper's retry of a failed decode, without sampling.
+
+            Like Whisper's temperature fallback this works per decode (per 30 s seek), so a
+            bad tail does not cost the good words before it. The steps: the requested
+            decode; the same without the previous-text prompt (openai/whisper drops the
+            prompt after a failed decode, ``prompt_reset_on_temperature``, and a prompt is
+            what most often sent a window ending mid-sentence into "and it was natural
+            therefore for, and it was natural therefore for, ..."); then beam 5 with
+            repeated trigrams blocked. The first that passes Whisper's thresholds wins,
+            else the best: under the compression threshold first, then by log-probability
+            (faster-whisper's own rule when every temperature fails).
+            """
+            tried = [super().generate_with_fallback(encoder_output, prompt, tokenizer, options)]
+            if _decode_passes(tried[-1], options):
+                return tried[-1]
+            bare = prompt[prompt.index(tokenizer.sot):] if tokenizer.sot_prev in prompt else prompt
+            if bare != prompt:
+                tried.append(super().generate_with_fallback(encoder_output, bare, tokenizer, options))
+                if _decode_passes(tried[-1], options):
+                    return tried[-1]
+            wider = dataclasses.replace(options, beam_size=max(FALLBACK_BEAM_SIZE, options.beam_size),
+                                        no_repeat_ngram_size=3)
+            tried.append(super().generate_with_fallback(encoder_output, bare, tokenizer, wider))
+            if _decode_passes(tried[-1], options):
+                return tried[-1]
+            return max(tried, key=lambda r: (r[3] <= COMPRESSION_RATIO_THRESHOLD, r[1]))
+
     return ShortInputWhisperModel
+
+
+def _decode_passes(decode: tuple[Any, float, float, float], options: Any) -> bool:
+    """Whisper's rule on one decode ``(result, avg_logprob, temperature, compression_ratio)``.
+
+    Silence (no-speech probability over its threshold and a low log-probability) passes:
+    faster-whisper then skips the segment, as Whisper does.
+    """
+    result, avg_logprob, _, compression_ratio = decode
+    if (options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
+            and avg_logprob < LOG_PROB_THRESHOLD):
+        return True
+    return compression_ratio <= COMPRESSION_RATIO_THRESHOLD and avg_logprob >= LOG_PROB_THRESHOLD
 
 
 class FasterWhisperEngine:
@@ -181,7 +253,7 @@ class FasterWhisperEngine:
         compute_type: str = "auto",
         cpu_threads: int = 0,
         num_workers: int = 1,
-        min_encoder_s: float = 10.0,
+        min_encoder_s: float = 20.0,
     ) -> None:
         if not 0 < min_encoder_s <= 30:
             raise ConfigError(f"min_encoder_s must be in (0, 30] seconds, got {min_encoder_s}")
@@ -217,11 +289,7 @@ class FasterWhisperEngine:
         decoded as a repeat of the last sentence (jfk.wav, base: "Ask what you can do for
         your country." twice). A whole file has no latency to save.
         """
-        self.model.per_thread.full_input = True
-        try:
-            segments, info = self._decode(audio, options)
-        finally:
-            self.model.per_thread.full_input = False
+        segments, info = self._decode(audio, dataclasses.replace(options, end_of_stream=True))
         events = tuple(
             TranscriptEvent(
                 segment_id=index, sequence=index, is_final=True, text=seg.text.strip(),
@@ -241,7 +309,16 @@ class FasterWhisperEngine:
                               scores)
 
     def _decode(self, audio: np.ndarray, options: DecodeOptions) -> tuple[list[Any], Any]:
-        """faster-whisper with the deterministic fallback below; returns its segments and info."""
+        """faster-whisper with the deterministic fallback; returns its segments and info."""
+        if options.end_of_stream:
+            self.model.per_thread.full_input = True
+            try:
+                return self._decode_once(audio, options)
+            finally:
+                self.model.per_thread.full_input = False
+        return self._decode_once(audio, options)
+
+    def _decode_once(self, audio: np.ndarray, options: DecodeOptions) -> tuple[list[Any], Any]:
         from faster_whisper.vad import VadOptions
 
         language = options.language
@@ -256,67 +333,30 @@ class FasterWhisperEngine:
             language = "en"
         duration_s = len(audio) / SAMPLE_RATE
 
-        def decode(beam_size: int, no_repeat_ngram_size: int, prompt: str | None) -> tuple[list[Any], Any]:
-            segments, info = self.model.transcribe(
-                audio,
-                language=language,
-                task=options.task,
-                beam_size=beam_size,
-                # Greedy or beam search only, never sampling: CTranslate2 keeps its random
-                # generator per worker thread and set_random_seed() does not reset a thread
-                # that has sampled before, so a sampled fallback made the same window give
-                # different words depending on earlier calls in the process (measured:
-                # 3.6 % vs 2.5 % WER on the long LJ file). The fallback below is deterministic.
-                temperature=0.0,
-                compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
-                log_prob_threshold=LOG_PROB_THRESHOLD,
-                no_repeat_ngram_size=no_repeat_ngram_size,
-                word_timestamps=True,
-                condition_on_previous_text=False,
-                initial_prompt=prompt,
-                vad_filter=options.vad,
-                vad_parameters=VadOptions(min_silence_duration_ms=1000) if options.vad else None,
-                # A window cannot hold more speech than ~12 tokens a second (fast Korean);
-                # the bound stops a looping decoder early instead of filling 448 tokens.
-                max_new_tokens=min(440, int(duration_s * 12) + 16),
-            )
-            return list(segments), info
-
-        # Fallback without sampling, in Whisper's spirit: openai/whisper drops the previous-text
-        # prompt when a decode fails (prompt_reset_on_temperature), and a prompt is what most
-        # often sends a window ending mid-sentence into a loop (measured on the long LJ file:
-        # "and it was natural therefore for, and it was natural therefore for, ..." with the
-        # prompt, the right words without). So: the requested decode; the same without the
-        # prompt; then a wider beam with repeated trigrams blocked. The first that passes
-        # Whisper's thresholds wins, else the best scored.
-        prompt = options.prompt or None
-        attempts = [(options.beam_size, 0, prompt)]
-        if prompt is not None:
-            attempts.append((options.beam_size, 0, None))
-        attempts.append((max(FALLBACK_BEAM_SIZE, options.beam_size), 3, None))
-        best: tuple[list[Any], Any] | None = None
-        for beam_size, no_repeat, attempt_prompt in attempts:
-            result = decode(beam_size, no_repeat, attempt_prompt)
-            if best is None or _score(result[0]) > _score(best[0]):
-                best = result
-            if not _needs_fallback(result[0]):
-                break
-        assert best is not None
-        return best
-
-
-def _needs_fallback(segments: list[Any]) -> bool:
-    """Whisper's retry rule: a segment that loops (compresses too well) or is too unlikely."""
-    return any(
-        seg.compression_ratio > COMPRESSION_RATIO_THRESHOLD or seg.avg_logprob < LOG_PROB_THRESHOLD
-        for seg in segments
-    )
-
-
-def _score(segments: list[Any]) -> tuple[bool, float]:
-    """Order decodes: passing Whisper's thresholds first, then by the worst segment's log-probability."""
-    worst = min((seg.avg_logprob for seg in segments), default=0.0)
-    return (not _needs_fallback(segments), worst)
+        segments, info = self.model.transcribe(
+            audio,
+            language=language,
+            task=options.task,
+            beam_size=options.beam_size,
+            # Greedy or beam search only, never sampling: CTranslate2 keeps its random
+            # generator per worker thread and set_random_seed() does not reset a thread
+            # that has sampled before, so a sampled fallback made the same window give
+            # different words depending on earlier calls in the process (measured:
+            # 3.6 % vs 2.5 % WER on the long LJ file). The model's generate_with_fallback
+            # retries deterministically instead (see _short_input_model_class).
+            temperature=0.0,
+            compression_ratio_threshold=COMPRESSION_RATIO_THRESHOLD,
+            log_prob_threshold=LOG_PROB_THRESHOLD,
+            word_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=options.prompt or None,
+            vad_filter=options.vad,
+            vad_parameters=VadOptions(min_silence_duration_ms=1000) if options.vad else None,
+            # A window cannot hold more speech than ~12 tokens a second (fast Korean);
+            # the bound stops a looping decoder early instead of filling 448 tokens.
+            max_new_tokens=min(440, int(duration_s * 12) + 16),
+        )
+        return list(segments), info
 
 
 _ENGINES: dict[tuple[object, ...], FasterWhisperEngine] = {}

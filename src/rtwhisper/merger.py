@@ -30,6 +30,7 @@ from .events import Word
 
 _SKIP_TOLERANCE_S = 0.1
 _SQUEEZED_WORD_S = 0.06
+_TIMED_WORD_S = 0.15  # a word this long was aligned to real audio
 _DRAWN_OUT_S = 0.5
 _WORD_OVERLAP_S = 0.3  # how far a drawn-out word's end may run into the next word's start
 _SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
@@ -201,22 +202,30 @@ def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float, *, timed:
       translated words are aligned to speech in another language, and their times say
       little, so this rule is off for translation.
     * A trailing run of three or more words that repeats the run just before it while
-      taking under half its time: the classic repetition loop. A speaker who repeats a
-      phrase takes about as long the second time.
+      taking under half its time, or no time at all: the classic repetition loop. A
+      speaker who repeats a phrase takes about as long the second time.
     """
     out = list(words)
     for n in range(len(out) // 2, 2, -1):
         first, second = out[-2 * n : -n], out[-n:]
         if [normalize_word(w.text) for w in first] != [normalize_word(w.text) for w in second]:
             continue
-        if (second[-1].end_s - second[0].start_s) < 0.5 * (first[-1].end_s - first[0].start_s):
+        second_s = second[-1].end_s - second[0].start_s
+        if second_s < 0.5 * (first[-1].end_s - first[0].start_s) or second_s < _SQUEEZED_WORD_S * n:
             out = out[:-n]
             break
-    # A tail of words with (almost) no duration has no acoustic evidence behind it.
+    # A tail of words with (almost) no duration has no acoustic evidence behind it. The tail
+    # ends (going back) at the first word with a real duration: otherwise a long loop of
+    # zero-length words would pull the average of real words before it under the bar and
+    # take them too (seen: 46 squeezed "I'm sorry"s took "ladled out in thick, peppered
+    # flour-fatten sauce." with them).
     if timed:
         total, cut = 0.0, len(out)
         for i in range(len(out) - 1, -1, -1):
-            total += out[i].end_s - out[i].start_s
+            duration = out[i].end_s - out[i].start_s
+            if duration >= _TIMED_WORD_S:
+                break
+            total += duration
             count = len(out) - i
             if count >= 2 and total / count < _SQUEEZED_WORD_S:
                 cut = i

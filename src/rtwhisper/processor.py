@@ -220,7 +220,7 @@ class RealtimeWhisperProcessor:
         return events
 
     def _process(self, window: Window, *, last: bool) -> list[TranscriptEvent]:
-        hypothesis = self._transcribe(window)
+        hypothesis = self._transcribe(window, last=last)
         words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words)]
         words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
                                        timed=self.task == "transcribe")
@@ -251,16 +251,17 @@ class RealtimeWhisperProcessor:
                 events.append(self._event(False, step.partial, self._covered_s, window.end_s))
         return events
 
-    def _transcribe(self, window: Window) -> Hypothesis:
-        first = round(window.start_s * SAMPLE_RATE) - self._audio_start
-        last = round(window.end_s * SAMPLE_RATE) - self._audio_start
-        audio = self._audio[max(first, 0):last]
+    def _transcribe(self, window: Window, *, last: bool = False) -> Hypothesis:
+        first_sample = round(window.start_s * SAMPLE_RATE) - self._audio_start
+        end_sample = round(window.end_s * SAMPLE_RATE) - self._audio_start
+        audio = self._audio[max(first_sample, 0):end_sample]
         options = DecodeOptions(
             language=self._detected[0] if self.language is None else self.language,
             task=self.task,  # type: ignore[arg-type]
             beam_size=self.beam_size,
             prompt=self._prompt(),
             vad=self.vad,
+            end_of_stream=last,
         )
         started = time.perf_counter()
         hypothesis = self.engine.transcribe(audio, options)
