@@ -324,7 +324,7 @@ class _StreamDriver:
         while not self.session.ended:
             try:
                 message = await asyncio.wait_for(self.ws.receive(), timeout=config.idle_timeout_s)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11; distinct on 3.10
                 if self.session.received_bytes:
                     # A client that stopped sending without {"type": "end"} (websocat -n at the
                     # end of its input): its audio is still transcribed to the end, then closed.
