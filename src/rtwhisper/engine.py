@@ -207,22 +207,24 @@ def _short_input_model_class() -> type:
             else the best: under the compression threshold first, then by log-probability
             (faster-whisper's own rule when every temperature fails).
             """
-            tried = [super().generate_with_fallback(encoder_output, prompt, tokenizer, options)]
-            if _decode_passes(tried[-1], options):
-                return tried[-1]
             bare = prompt[prompt.index(tokenizer.sot):] if tokenizer.sot_prev in prompt else prompt
-            if bare != prompt:
-                tried.append(super().generate_with_fallback(encoder_output, bare, tokenizer, options))
-                if _decode_passes(tried[-1], options):
-                    return tried[-1]
             wider = dataclasses.replace(options, beam_size=max(FALLBACK_BEAM_SIZE, options.beam_size),
                                         no_repeat_ngram_size=3)
-            tried.append(super().generate_with_fallback(encoder_output, bare, tokenizer, wider))
-            if _decode_passes(tried[-1], options):
-                return tried[-1]
+            attempts = [(prompt, options), *([(bare, options)] if bare != prompt else []), (bare, wider)]
+            tried = []
+            for attempt_prompt, attempt_options in attempts:
+                tried.append(super().generate_with_fallback(encoder_output, attempt_prompt, tokenizer,
+                                                            attempt_options))
+                if _decode_passes(tried[-1], options):
+                    return tried[-1]
             return max(tried, key=lambda r: (r[3] <= COMPRESSION_RATIO_THRESHOLD, r[1]))
 
     return ShortInputWhisperModel
+
+
+def _words(segment: Any) -> tuple[Word, ...]:
+    """A faster-whisper segment's words as :class:`Word` (plain floats, not numpy scalars)."""
+    return tuple(Word(w.word, float(w.start), float(w.end), float(w.probability)) for w in (segment.words or ()))
 
 
 def _decode_passes(decode: tuple[Any, float, float, float], options: Any) -> bool:
@@ -274,11 +276,7 @@ class FasterWhisperEngine:
     def transcribe(self, audio: np.ndarray, options: DecodeOptions) -> Hypothesis:
         """Recognise one window with word timestamps."""
         segments, info = self._decode(audio, options)
-        words = tuple(
-            Word(w.word, float(w.start), float(w.end), float(w.probability))
-            for segment in segments
-            for w in (segment.words or ())
-        )
+        words = tuple(word for segment in segments for word in _words(segment))
         return Hypothesis(words, info.language, float(info.language_probability))
 
     def transcribe_file(self, audio: np.ndarray, options: DecodeOptions) -> FileTranscript:
@@ -294,8 +292,7 @@ class FasterWhisperEngine:
             TranscriptEvent(
                 segment_id=index, sequence=index, is_final=True, text=seg.text.strip(),
                 start_s=float(seg.start), end_s=float(seg.end),
-                words=tuple(Word(w.word, float(w.start), float(w.end), float(w.probability))
-                            for w in (seg.words or ())),
+                words=_words(seg),
                 language=info.language, language_probability=float(info.language_probability),
             )
             for index, seg in enumerate(segments)

@@ -34,9 +34,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from .. import __version__
 from ..engine import DecodeOptions, FasterWhisperEngine, FileTranscript, shared_engine
-from ..errors import AudioFormatError, ConfigError, RtWhisperError
+from ..errors import AudioFormatError, RtWhisperError
 from ..models import resolve_model
-from ..presets import get_preset
 from ..processor import RealtimeWhisperProcessor
 from .config import ServerConfig
 from .protocol import StreamSession, error_message
@@ -64,16 +63,11 @@ class ServerState:
     stream_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "rtw-stream"))
     file_pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "rtw-file"))
     connections: int = 0
-    served_streams: int = 0
 
     def make_processor(self, preset: str | None, **overrides: Any) -> RealtimeWhisperProcessor:
         """A processor for one stream on the shared engine (the client's preset, the server's model)."""
-        name = preset or self.config.preset
-        options: dict[str, Any] = {**get_preset(name).options(), **overrides}
-        options["model_name"] = self.config.resolved_model_name
-        options.pop("device", None)
-        options.pop("compute_type", None)
-        return RealtimeWhisperProcessor(engine=self.engine, **options)
+        return RealtimeWhisperProcessor.from_preset(preset or self.config.preset, engine=self.engine,
+                                                    model_name=self.config.resolved_model_name, **overrides)
 
 
 def create_app(config: ServerConfig | None = None, *, engine: FasterWhisperEngine | None = None) -> FastAPI:
@@ -156,11 +150,9 @@ async def read_upload(upload: UploadFile) -> np.ndarray:
 
 
 async def transcribe_upload(state: ServerState, audio: np.ndarray, options: DecodeOptions) -> FileTranscript:
+    # A ConfigError (an English-only model asked to translate) reaches the RtWhisperError handler: 400.
     loop = asyncio.get_running_loop()
-    try:
-        return await loop.run_in_executor(state.file_pool, state.engine.transcribe_file, audio, options)
-    except ConfigError as exc:
-        raise HTTPException(400, str(exc)) from None
+    return await loop.run_in_executor(state.file_pool, state.engine.transcribe_file, audio, options)
 
 
 ERROR_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
@@ -273,7 +265,6 @@ async def _serve_stream(websocket: WebSocket, state: ServerState) -> None:
         await websocket.close(code=CLOSE_TRY_AGAIN, reason="server full")
         return
     state.connections += 1
-    state.served_streams += 1
     try:
         await _StreamDriver(websocket, state).run()
     finally:
