@@ -1,23 +1,35 @@
-"""Check the CUDA path (float16) end to end and time it: stream a clip, then a long file.
+"""The CUDA path, checked and timed on a lent GPU machine (CI never runs it).
 
-    python benchmarks/gpu_check.py MODEL_DIR AUDIO_DIR
+    python benchmarks/gpu_check.py --models tiny.en=DIR base=DIR --audio AUDIO_DIR --out OUT_DIR
 
-Prints the device and compute type actually used, the streamed text of jfk.wav, and for
-the long file the real-time factor of streaming (2 s chunks) and of offline transcription
-with the same loaded model. Used on a lent GPU machine; CI never runs it.
+For each model, in float16 on the GPU:
+
+1. which device ``device="auto"`` really took (and, if it fell back, why);
+2. batched against one-by-one decoding of the same windows, in one run: throughput ratio, and
+   whether the words are the same;
+3. jfk.wav and the long LJ file streamed (WER, real-time factor);
+4. capacity: a real ``rtwhisper serve`` and N real-time WebSocket clients (20 s of speech
+   each, started ``--stagger`` apart), pooled final-latency p50/p90 and each stream's WER,
+   for growing N, until p90 passes 2 s or streams are refused.
+
+Writes ``gpu_check.json`` to OUT_DIR and prints a summary.
 """
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from rtwhisper import FasterWhisperEngine, RealtimeWhisperProcessor
-from rtwhisper.metrics import wer
+from rtwhisper import RealtimeWhisperProcessor
+from rtwhisper.bench.realtime import realtime_run
+from rtwhisper.engine import DecodeOptions, DecodeRequest, WhisperEngine
+from rtwhisper.metrics import normalize_text, wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
@@ -27,8 +39,8 @@ def load(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
 
 
-def stream(engine: FasterWhisperEngine, audio: np.ndarray, chunk: float, overlap: float) -> tuple[str, float]:
-    proc = RealtimeWhisperProcessor(engine=engine, chunk_duration=chunk, overlap_duration=overlap, language="en")
+def stream(engine: WhisperEngine, audio: np.ndarray) -> tuple[str, float]:
+    proc = RealtimeWhisperProcessor(engine=engine, language="en")
     started = time.perf_counter()
     finals = []
     for i in range(0, len(audio), 1600):
@@ -38,25 +50,84 @@ def stream(engine: FasterWhisperEngine, audio: np.ndarray, chunk: float, overlap
     return " ".join(t for t in finals if t), time.perf_counter() - started
 
 
+def batching(engine: WhisperEngine, long: np.ndarray, sizes: list[int]) -> list[dict[str, Any]]:
+    """Windows of 6 s from the long file: one batch of B against B single calls."""
+    rows = []
+    for b in sizes:
+        requests = [DecodeRequest(long[int(k * 2.0 * 16000): int((k * 2.0 + 6.0) * 16000)],
+                                  DecodeOptions(language="en")) for k in range(b)]
+        engine.transcribe_batch(requests[:1])  # warm
+        started = time.perf_counter()
+        batched = engine.transcribe_batch(requests)
+        batched_s = time.perf_counter() - started
+        started = time.perf_counter()
+        single = [engine.transcribe_batch([r])[0] for r in requests]
+        single_s = time.perf_counter() - started
+        same = sum(normalize_text(" ".join(w.text for w in a.words))
+                   == normalize_text(" ".join(w.text for w in c.words)) for a, c in zip(batched, single, strict=True))
+        rows.append({"batch": b, "batched_s": batched_s, "one_by_one_s": single_s, "speedup": single_s / batched_s,
+                     "windows_per_s": b / batched_s, "same_words": f"{same}/{b}"})
+        print(f"  batch {b:3d}: {batched_s * 1000:7.1f} ms vs one by one {single_s * 1000:7.1f} ms "
+              f"(x{single_s / batched_s:.1f}), {b / batched_s:6.1f} windows/s, same words {same}/{b}", flush=True)
+    return rows
+
+
+def capacity(name: str, audio_dir: Path, counts: list[int], stagger: float, seconds: float) -> list[dict[str, Any]]:
+    rows = []
+    wav = audio_dir / "long_lj001_0001-0016.wav"
+    for n in counts:
+        started = time.perf_counter()
+        r = realtime_run(name, wav, "", "en", streams=n, seconds=seconds, device="cuda", stagger_s=stagger)
+        f = r["final_latency_s"]
+        refused = len(r["refused"])
+        worst = max((w for w in r["wer"] if w is not None), default=None)
+        rows.append({"streams": n, "final_p50": f["p50"], "final_p90": f["p90"], "final_max": f["max"],
+                     "partial_p50": r["partial_latency_s"]["p50"], "worst_wer": worst, "refused": refused,
+                     "server_cpu_s": r["server_cpu_s"], "wall_s": time.perf_counter() - started})
+        print(f"  {name} x{n}: final p50 {f['p50']} p90 {f['p90']} worst WER {worst} refused {refused}", flush=True)
+        if f["p90"] is None or f["p90"] > 2.0 or refused:
+            break
+    return rows
+
+
 def main() -> None:
-    model_dir, audio_dir = Path(sys.argv[1]), Path(sys.argv[2])
-    started = time.perf_counter()
-    engine = FasterWhisperEngine(str(model_dir), device="auto", compute_type="auto")
-    print(f"device={engine.device} compute_type={engine.compute_type} load_s={time.perf_counter() - started:.2f}")
-    jfk = load(audio_dir / "jfk.wav")
-    text, elapsed = stream(engine, jfk, 2.0, 0.2)
-    print(f"jfk streamed: {text!r} WER={wer(JFK, text):.3f} wall_s={elapsed:.2f}")
-    long = load(audio_dir / "long_lj001_0001-0016.wav")
-    duration = len(long) / 16000
-    for chunk, overlap in ((2.0, 0.2), (5.0, 0.5)):
-        text, elapsed = stream(engine, long, chunk, overlap)
-        print(f"long streamed chunk={chunk}: RTF={elapsed / duration:.4f} ({duration / elapsed:.0f}x real time) "
-              f"words={len(text.split())}")
-    started = time.perf_counter()
-    segments, _ = engine.model.transcribe(long, language="en", beam_size=1)
-    offline = " ".join(s.text for s in segments)
-    elapsed = time.perf_counter() - started
-    print(f"long offline: RTF={elapsed / duration:.4f} words={len(offline.split())}")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="+", required=True, help="NAME=DIR")
+    parser.add_argument("--audio", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--streams", default="8,16,32,64")
+    parser.add_argument("--stagger", type=float, default=0.25)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--batches", default="1,2,4,8,16,32")
+    parser.add_argument("--skip-capacity", action="store_true")
+    args = parser.parse_args()
+    audio_dir = Path(args.audio)
+    jfk, long = load(audio_dir / "jfk.wav"), load(audio_dir / "long_lj001_0001-0016.wav")
+    report: dict[str, Any] = {"models": {}}
+    for spec in args.models:
+        name, folder = spec.split("=", 1)
+        print(f"== {name}", flush=True)
+        started = time.perf_counter()
+        engine = WhisperEngine(folder, device="auto", compute_type="auto")
+        entry: dict[str, Any] = {"device": engine.device, "compute_type": engine.compute_type,
+                                 "fallback_reason": engine.fallback_reason,
+                                 "load_s": time.perf_counter() - started}
+        print(f"  device={engine.device} compute_type={engine.compute_type} fallback={engine.fallback_reason}",
+              flush=True)
+        text, elapsed = stream(engine, jfk)
+        entry["jfk"] = {"text": text, "wer": wer(JFK, text), "wall_s": elapsed}
+        text, elapsed = stream(engine, long)
+        entry["long"] = {"words": len(text.split()), "rtf": elapsed / (len(long) / 16000), "text": text}
+        print(f"  jfk WER {entry['jfk']['wer']:.3f}; long streamed RTF {entry['long']['rtf']:.4f}", flush=True)
+        entry["batching"] = batching(engine, long, [int(x) for x in args.batches.split(",")])
+        del engine
+        if not args.skip_capacity:
+            entry["capacity"] = capacity(folder, audio_dir, [int(x) for x in args.streams.split(",")],
+                                         args.stagger, args.seconds)
+        report["models"][name] = entry
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+    print("done", flush=True)
 
 
 if __name__ == "__main__":

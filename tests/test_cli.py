@@ -106,11 +106,44 @@ def test_subtitles_parse_and_their_times_match_the_words(tmp_path, fmt, separato
 
 
 def test_jsonl_events_are_the_processor_events():
-    result = run(["transcribe", str(JFK), "--format", "jsonl"])
+    """Streaming (a pipe): partials and finals, and the finals tile every second that was fed."""
+    result = run(["transcribe", "-", "--format", "jsonl"], stdin=ffmpeg("-i", str(JFK), "-f", "f32le", "-ar", "16000",
+                                                                          "-ac", "1", "-"))
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert {e["type"] for e in events} == {"partial", "final"}
     assert [e["sequence"] for e in events] == list(range(len(events)))
     assert events[-1]["is_final"] and abs(events[-1]["end_s"] - 11.0) < 0.01
+    assert wer(JFK_TEXT, " ".join(e["text"] for e in events if e["is_final"])) == 0
+
+
+def test_a_whole_file_is_transcribed_as_faster_whisper_does(tmp_path):
+    """A file without --realtime goes faster-whisper's file way: its words, its segments."""
+    from faster_whisper import WhisperModel
+
+    from rtwhisper import resolve_model
+
+    long = AUDIO_DIR / "en" / "long_lj001_0001-0016.wav"
+    result = run(["transcribe", str(long), "--format", "jsonl", "--language", "en"])
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events and all(e["type"] == "final" for e in events)
+    model = WhisperModel(resolve_model("base"), device="cpu", compute_type="int8")
+    segments, _ = model.transcribe(str(long), language="en", beam_size=1, temperature=0.0, word_timestamps=True)
+    plain = [(s.text.strip(), round(s.start, 2), round(s.end, 2)) for s in segments]
+    assert [(e["text"], round(e["start_s"], 2), round(e["end_s"], 2)) for e in events] == plain
+
+
+def test_the_bundled_sample_works_anywhere(tmp_path):
+    """`--sample` needs no file: the clip ships inside the package."""
+    from rtwhisper.samples import SAMPLE_TEXT, sample_path
+
+    assert sample_path().is_file() and sample_path().stat().st_size > 300_000
+    result = subprocess.run([*RTWHISPER, "transcribe", "--sample"], capture_output=True, timeout=300, cwd=tmp_path,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert wer(SAMPLE_TEXT, result.stdout.decode()) == 0
+    both = run(["transcribe", str(JFK), "--sample"])
+    assert both.returncode == 2 and b"not both" in both.stderr
 
 
 @pytest.mark.parametrize(
@@ -119,6 +152,7 @@ def test_jsonl_events_are_the_processor_events():
         (["transcribe", "/no/such/file.wav"], None, "no such file"),
         (["transcribe", "CORRUPT"], None, "cannot decode"),
         (["transcribe", "-"], b"", "input was empty"),
+        (["transcribe"], None, "give a media file"),
         (["transcribe", "-"], b"\x00" * 4001, "stray byte"),
         (["transcribe", "-", "--input-format", "f32le"], b"\xff\xff\xff\x7f" * 400, "NaN or infinite"),
         (["listen", "--input-device", "no-such-device", "--duration", "1"], None, "device"),

@@ -83,12 +83,13 @@ def timelines(draw):
        overlap_frac=st.sampled_from([0.0, 0.1, 0.25]), seed=st.integers(0, 1000))
 def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed):
     """Random word timelines through the real processor with a fake engine: nothing lost or doubled."""
-    from fakes import TimelineEngine, ramp
+    from fakes import TimelineEngine, TimelineVad, ramp
     from rtwhisper import RealtimeWhisperProcessor
 
     duration = words[-1].end_s + 0.5
     engine = TimelineEngine(words, jitter_s=jitter, seed=seed)
-    proc = RealtimeWhisperProcessor(engine=engine, chunk_duration=chunk, overlap_duration=chunk * overlap_frac)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), chunk_duration=chunk,
+                                    overlap_duration=chunk * overlap_frac)
     audio = ramp(duration)
     finals = []
     for i in range(0, len(audio), 1600):

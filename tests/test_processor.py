@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fakes import TimelineEngine, ramp
+from fakes import TimelineEngine, TimelineVad, ramp
 from rtwhisper import (
     AudioFormatError,
     ConfigError,
@@ -12,9 +12,16 @@ from rtwhisper import (
     StreamClosedError,
     Word,
 )
+from rtwhisper.engine import Hypothesis
 from rtwhisper.presets import KOREAN_PROMPT
 
 WORDS = [Word(f" w{i}", 0.3 + i * 0.5, 0.3 + i * 0.5 + 0.4) for i in range(20)]  # 10.3 s of "speech"
+
+
+def proc_for(words, **kwargs):
+    """A processor on the fake engine, hearing speech where the timeline has words."""
+    engine = TimelineEngine(words)
+    return RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), **kwargs), engine
 
 
 def run(proc, audio, block):
@@ -26,7 +33,7 @@ def run(proc, audio, block):
 
 
 def test_partials_then_finals_with_stable_ids_and_sequence():
-    proc = RealtimeWhisperProcessor(engine=TimelineEngine(WORDS), chunk_duration=1.0, overlap_duration=0.2)
+    proc = proc_for(WORDS, chunk_duration=1.0, overlap_duration=0.2)[0]
     events = run(proc, ramp(11.0), 1600)
     assert [e.sequence for e in events] == list(range(len(events)))
     assert any(not e.is_final for e in events) and any(e.is_final for e in events)
@@ -43,53 +50,159 @@ def test_partials_then_finals_with_stable_ids_and_sequence():
 def test_same_transcript_whatever_the_block_size():
     texts = set()
     for block in (160, 1600, 16000, 176000):
-        proc = RealtimeWhisperProcessor(engine=TimelineEngine(WORDS), chunk_duration=1.0, overlap_duration=0.2)
+        proc = proc_for(WORDS, chunk_duration=1.0, overlap_duration=0.2)[0]
         texts.add(" ".join(e.text for e in run(proc, ramp(11.0), block) if e.is_final))
     assert len(texts) == 1
 
 
 def test_feed_only_buffers():
-    engine = TimelineEngine(WORDS)
-    proc = RealtimeWhisperProcessor(engine=engine, chunk_duration=1.0, overlap_duration=0.2)
+    proc, engine = proc_for(WORDS, chunk_duration=1.0, overlap_duration=0.2)
     proc.feed(ramp(5.0))
     assert engine.calls == []  # no recognition until results()
     assert proc.results() and engine.calls
 
 
-def test_windows_hear_the_chunk_grid_and_respect_the_max_window():
-    engine = TimelineEngine(WORDS)
-    proc = RealtimeWhisperProcessor(engine=engine, chunk_duration=2.0, overlap_duration=0.2)
-    run(proc, ramp(11.0), 1600)
+def test_windows_hear_the_chunk_grid_then_the_endpoint():
+    sentence = [*WORDS[:-1], Word(" w19.", WORDS[-1].start_s, WORDS[-1].end_s)]
+    proc, engine = proc_for(sentence, chunk_duration=2.0, overlap_duration=0.2)
+    events = run(proc, ramp(11.0), 1600)
     ends = [round(end, 3) for _, end, _ in engine.calls]
-    assert ends[:5] == [2.0, 4.0, 6.0, 8.0, 10.0] and ends[-1] == 11.0
+    # updates on the 2 s grid; the pause after the sentence's last word (10.2 s) ends the
+    # utterance 0.5 s later (to a 32 ms VAD frame): heard to there once, final at once, and
+    # the silence after it costs no decode
+    assert ends[:5] == [2.0, 4.0, 6.0, 8.0, 10.0]
+    assert ends[5:] == [pytest.approx(10.7, abs=0.04)]
     assert all(end - start <= 15.0 + 1e-6 for start, end, _ in engine.calls)
+    closing = [e for e in events if e.end_of_utterance]
+    assert len(closing) == 1 and closing[0].is_final and closing[0].end_s == pytest.approx(ends[5])
+    assert events[-1].end_s == pytest.approx(11.0)
 
 
-def test_committed_text_before_the_window_is_the_prompt():
+def test_an_unfinished_phrase_waits_longer_and_speech_that_resumes_continues_it():
+    words = [Word(" one", 0.5, 0.9), Word(" two", 1.0, 1.4), Word(" three", 2.1, 2.5), Word(" four.", 2.6, 3.0)]
+    proc, _ = proc_for(words, endpoint_silence_s=0.4, endpoint_max_silence_s=1.0)
+    events = run(proc, ramp(5.0), 1600)
+    closing = [e for e in events if e.end_of_utterance]
+    # "two" has no sentence end: the 0.7 s pause after it is not an endpoint; "four." is one
+    assert len(closing) == 1 and closing[0].text.endswith("four.")
+    assert closing[0].end_s == pytest.approx(3.4, abs=0.04)
+
+
+def test_without_vad_every_chunk_is_decoded():
     engine = TimelineEngine(WORDS)
-    proc = RealtimeWhisperProcessor(engine=engine, chunk_duration=1.0, overlap_duration=0.2,
-                                    initial_prompt="Glossary: w0")
-    run(proc, ramp(11.0), 16000)
-    prompts = [opts.prompt for _, _, opts in engine.calls]
-    assert prompts[0] == "Glossary: w0"
-    assert any(p and p.startswith("Glossary: w0 w0 w1") for p in prompts[1:])
+    proc = RealtimeWhisperProcessor(engine=engine, vad=False, chunk_duration=2.0, overlap_duration=0.2)
+    run(proc, ramp(13.0), 1600)
+    assert [round(end, 3) for _, end, _ in engine.calls] == [2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 13.0]
+
+
+SENTENCES = [Word(f" s{i}{'.' if i % 5 == 4 else ''}", 0.3 + i * 0.5, 0.3 + i * 0.5 + 0.4) for i in range(30)]
+
+
+def test_final_text_before_the_window_is_the_prompt_and_inside_it_the_prefix():
+    proc, engine = proc_for(SENTENCES, chunk_duration=1.0, overlap_duration=0.2, initial_prompt="Glossary: s0")
+    events = run(proc, ramp(16.0), 1600)
+    assert " ".join(e.text for e in events if e.is_final).split() == [w.text.strip() for w in SENTENCES]
+    calls = [(start, opts) for start, _, opts in engine.calls]
+    assert calls[0][1].prompt == "Glossary: s0" and calls[0][1].prefix is None
+    # windows move to sentence ends once long; what is final before the start is the prompt,
+    # what is final inside the window is the forced prefix (never decoded again)
+    moved = [(start, opts) for start, opts in calls if start > 0]
+    assert moved, "windows never moved"
+    for start, opts in moved:
+        before = [w.text.strip() for w in SENTENCES if (w.start_s + w.end_s) / 2 < start]
+        assert opts.prompt is not None and opts.prompt.startswith("Glossary: s0")
+        assert opts.prompt.endswith(before[-1])
+        if opts.prefix:
+            assert opts.prefix.split()[0] == next(w.text.strip() for w in SENTENCES if w.start_s >= start)
 
 
 def test_prompt_echo_is_removed():
     echo = [Word(" 네,", 0.1, 0.3), Word(" 알겠습니다.", 0.3, 0.6), Word(" 감사합니다", 1.0, 1.6)]
-    proc = RealtimeWhisperProcessor(engine=TimelineEngine(echo), language="ko", initial_prompt=KOREAN_PROMPT)
+    proc = RealtimeWhisperProcessor(engine=TimelineEngine(echo), vad=TimelineVad(echo), language="ko",
+                                    initial_prompt=KOREAN_PROMPT)
     events = run(proc, ramp(3.0), 1600)
-    assert " ".join(e.text for e in events if e.is_final) == "감사합니다"
+    assert " ".join(e.text for e in events if e.is_final and e.text) == "감사합니다"
 
 
-def test_silence_produces_one_empty_final_covering_the_stream():
-    proc = RealtimeWhisperProcessor(engine=TimelineEngine([]), chunk_duration=2.0, overlap_duration=0.2)
+def test_silence_costs_no_decode_and_gives_one_empty_final_covering_the_stream():
+    proc, engine = proc_for([], chunk_duration=2.0, overlap_duration=0.2)
     events = run(proc, ramp(9.0), 1600)
+    assert engine.calls == []
     assert [(e.is_final, e.text, e.start_s, e.end_s) for e in events] == [(True, "", 0.0, 9.0)]
 
 
+def test_pause_ends_the_utterance_quickly():
+    words = [Word(" hello", 0.5, 0.9), Word(" world.", 1.0, 1.6)]  # a finished sentence
+    proc, _ = proc_for(words, endpoint_silence_s=0.4)
+    audio = ramp(4.0)
+    final_at = None
+    for i in range(0, len(audio), 1600):  # 0.1 s blocks, as a live client sends them
+        proc.feed(audio[i:i + 1600])
+        for e in proc.results():
+            if e.end_of_utterance and final_at is None:
+                final_at = (i + 1600) / 16000
+                assert e.is_final
+    # speech ends at 1.6 s: the utterance is final 0.4 s of pause later (to a 32 ms frame and a 0.1 s block)
+    assert final_at is not None and final_at <= 1.6 + 0.4 + 0.15
+
+
+def test_flush_makes_everything_final_and_the_stream_goes_on():
+    words = [Word(" one", 0.5, 0.9), Word(" two", 1.0, 1.4), Word(" three", 1.5, 1.9), Word(" four", 3.0, 3.4)]
+    proc, _ = proc_for(words)
+    audio = ramp(4.0)
+    proc.feed(audio[: 16000 * 2])  # the client stops mid-utterance, no pause yet
+    events = proc.results() + proc.flush()
+    finals = [e for e in events if e.is_final]
+    assert " ".join(e.text for e in finals) == "one two three" and finals[-1].end_of_utterance
+    assert proc.flush() == []  # nothing new: nothing to do
+    proc.feed(audio[16000 * 2:])
+    events = proc.results() + proc.finish()
+    assert " ".join(e.text for e in events if e.is_final).split() == ["four"]
+    assert events[-1].end_s == pytest.approx(4.0)
+
+
+def test_scheduler_interface_one_request_at_a_time():
+    proc, engine = proc_for(WORDS, chunk_duration=1.0)
+    proc.feed(ramp(3.0))
+    request = proc.next_request()
+    # due: the 1 s grid up to what the VAD has heard (whole 32 ms frames: 2.976 s)
+    assert request is not None and request.duration_s == pytest.approx(2.0)
+    assert proc.next_request() is None  # the first must be applied before the next is due
+    with pytest.raises(RuntimeError, match="apply"):
+        proc.finish()
+    events = proc.apply(engine.transcribe_batch([request])[0])
+    assert events and proc.next_request() is None  # nothing more due before 3.0 s
+    with pytest.raises(RuntimeError, match="without a request"):
+        proc.apply(Hypothesis(()))
+
+
+class ShrinkingEngine:
+    """Hears "a b c", then only "a b" (Whisper dropping an unsure last word), then "a b c d"."""
+
+    def __init__(self) -> None:
+        self.answers = [["a", "b", "c"], ["a", "b"], ["a", "b", "c", "d"]]
+
+    def transcribe_batch(self, requests):
+        out = []
+        for _ in requests:
+            texts = self.answers.pop(0) if self.answers else ["a", "b", "c", "d"]
+            out.append(Hypothesis(tuple(Word(" " + t, 0.1 + 0.3 * i, 0.3 + 0.3 * i, 0.5) for i, t in enumerate(texts))))
+        return out
+
+
+def test_partials_never_flicker_back_to_a_shorter_text():
+    proc = RealtimeWhisperProcessor(engine=ShrinkingEngine(), vad=False, chunk_duration=0.5, commit_probability=None)
+    shown = []
+    audio = np.zeros(16000 * 2, dtype=np.float32)
+    for i in range(0, len(audio), 8000):
+        proc.feed(audio[i:i + 8000])
+        shown += [e.text for e in proc.results() if not e.is_final]
+    assert shown and all(not earlier.startswith(later) or earlier == later
+                         for k, later in enumerate(shown) for earlier in shown[:k])
+
+
 def test_resampled_input_is_accounted_for():
-    proc = RealtimeWhisperProcessor(engine=TimelineEngine([]), sample_rate=48000)
+    proc = RealtimeWhisperProcessor(engine=TimelineEngine([]), vad=False, sample_rate=48000)
     proc.feed(np.zeros(48000 * 3, dtype=np.float32))
     events = proc.results() + proc.finish()
     assert proc.fed_duration_s == 3.0
@@ -97,7 +210,7 @@ def test_resampled_input_is_accounted_for():
 
 
 def test_bad_input_is_a_typed_error_and_nothing_is_buffered():
-    proc = RealtimeWhisperProcessor(engine=TimelineEngine(WORDS))
+    proc = RealtimeWhisperProcessor(engine=TimelineEngine(WORDS), vad=TimelineVad(WORDS))
     with pytest.raises(AudioFormatError):
         proc.feed(np.array([np.nan], dtype=np.float32))
     with pytest.raises(AudioFormatError):
@@ -118,6 +231,8 @@ def test_bad_input_is_a_typed_error_and_nothing_is_buffered():
         ({"sample_rate": 12345}, "sample rate"),
         ({"language": ""}, "language must be"),
         ({"language": "english"}, "unknown language code 'english'.*'en'"),
+        ({"endpoint_silence_s": 0}, "endpoint_silence_s must be a number of seconds from 0.1"),
+        ({"commit_probability": 1.5}, "commit_probability must be from 0 to 1, or None"),
     ],
 )
 def test_bad_options_are_config_errors(kwargs, message):
@@ -136,7 +251,7 @@ def test_presets_apply_and_take_overrides():
     proc = RealtimeWhisperProcessor.from_preset("korean", engine=TimelineEngine([]))
     assert (proc.language, proc.initial_prompt, proc.beam_size) == ("ko", KOREAN_PROMPT, 5)
     proc = RealtimeWhisperProcessor.from_preset("low-latency", engine=TimelineEngine([]), chunk_duration=1.0)
-    assert (proc.config.chunk_duration, proc.config.overlap_duration, proc.beam_size) == (1.0, 0.2, 1)
+    assert (proc.config.chunk_duration, proc.beam_size) == (1.0, 1)
     assert RealtimeWhisperProcessor.from_preset("translate", engine=TimelineEngine([])).task == "translate"
     with pytest.raises(ConfigError, match="presets are: low_latency, high_accuracy, korean"):
         RealtimeWhisperProcessor.from_preset("fastest")

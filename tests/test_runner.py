@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 
-from fakes import TimelineEngine, ramp
+from fakes import TimelineEngine, TimelineVad, ramp
 from rtwhisper import RealtimeWhisperProcessor, Word
 from rtwhisper.runner import LagReport, ThreadedRunner, stream
 from rtwhisper.sources import ArraySource, IterableSource
@@ -19,13 +19,15 @@ class SlowEngine(TimelineEngine):
 
 
 def test_stream_generator_gives_all_words():
-    proc = RealtimeWhisperProcessor(engine=TimelineEngine(WORDS), chunk_duration=1.0, overlap_duration=0.2)
+    proc = RealtimeWhisperProcessor(engine=TimelineEngine(WORDS), vad=TimelineVad(WORDS), chunk_duration=1.0,
+                                    overlap_duration=0.2)
     events = list(stream(IterableSource(np.array_split(ramp(10.0), 37)), proc))
     assert " ".join(e.text for e in events if e.is_final).split() == [w.text.strip() for w in WORDS]
 
 
 def test_threaded_runner_catches_up_and_reports_lag():
-    proc = RealtimeWhisperProcessor(engine=SlowEngine(WORDS), chunk_duration=0.5, overlap_duration=0.1)
+    proc = RealtimeWhisperProcessor(engine=SlowEngine(WORDS), vad=TimelineVad(WORDS), chunk_duration=0.5,
+                                    overlap_duration=0.1)
 
     def live_blocks():  # 10 s of audio delivered 4x faster than real time
         for block in np.array_split(ramp(10.0), 100):
@@ -42,7 +44,8 @@ def test_threaded_runner_catches_up_and_reports_lag():
 
 
 def test_overflow_is_replaced_by_silence_and_reported():
-    proc = RealtimeWhisperProcessor(engine=SlowEngine(WORDS), chunk_duration=0.5, overlap_duration=0.1)
+    proc = RealtimeWhisperProcessor(engine=SlowEngine(WORDS), vad=TimelineVad(WORDS), chunk_duration=0.5,
+                                    overlap_duration=0.1)
     reports: list[LagReport] = []
     runner = ThreadedRunner(ArraySource(ramp(10.0)), proc, max_lag_s=1.0, on_lag=reports.append)
     events = list(runner)

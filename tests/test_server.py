@@ -88,7 +88,7 @@ def server() -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def strict_server() -> Iterator[Server]:
     s = Server("--model", "tiny.en", "--max-connections", "2", "--max-frame-kb", "64", "--max-upload-mb", "1",
-               "--idle-timeout", "3", "--api-key", "s3cret")
+               "--max-upload-s", "60", "--idle-timeout", "3", "--api-key", "s3cret")
     yield s
     s.stop()
 
@@ -252,6 +252,169 @@ def test_client_that_vanishes_mid_stream_does_not_harm_others(server):
     assert httpx.get(server.url + "/health").json()["connections"] == 0
 
 
+async def paced(url: str, audio: np.ndarray, *, config: dict | None = None, end: bool = True,
+                linger_s: float = 0.0) -> tuple[list[tuple[float, dict]], float, object]:
+    """Send 0.1 s frames at real-time pace on a drift-free clock (frame i at t0 + 0.1 i);
+    return every message with its receive time from t0, the time of the last frame, and the socket."""
+    received: list[tuple[float, dict]] = []
+    async with connect(url, open_timeout=30, max_size=None) as ws:
+        if config is not None:
+            await ws.send(json.dumps(config))
+        t0 = time.monotonic()
+
+        async def reader():
+            async for raw in ws:
+                received.append((time.monotonic() - t0, json.loads(raw)))
+
+        task = asyncio.create_task(reader())
+        for i, frame in enumerate(frames(audio)):
+            await asyncio.sleep(max(0.0, t0 + 0.1 * i - time.monotonic()))
+            await ws.send(frame)
+        last = time.monotonic() - t0
+        await asyncio.sleep(linger_s)
+        state = ws.state
+        if end:
+            await ws.send(json.dumps({"type": "end"}))
+            await asyncio.wait_for(task, 60)
+        else:
+            task.cancel()
+    return received, last, state
+
+
+@pytest.fixture(scope="module")
+def jfk_speech_end() -> float:
+    """Where jfk.wav's speech ends, from an offline run (not from the system under test)."""
+    from rtwhisper import resolve_model
+    from rtwhisper.bench.realtime import offline_timeline
+
+    words = offline_timeline(resolve_model("base"), load_wav("en/jfk.wav"), "en")
+    assert words[-1].text.strip(" .").lower() == "country"
+    return words[-1].end_s
+
+
+def test_last_word_is_final_soon_after_the_speech_stops(server, jfk_speech_end):
+    """jfk, then 3 s of silence sent as a microphone sends it: "country." is final within 1 s."""
+    audio = np.concatenate([load_wav("en/jfk.wav"), np.zeros(3 * 16000, dtype=np.float32)])
+    received, _, _ = asyncio.run(paced(server.ws_url, audio, config={"type": "config", "language": "en"}))
+    finals = [(t, m) for t, m in received if m["type"] == "final"]
+    so_far, t_last = "", None
+    for t, m in finals:  # when did the finals first hold the whole sentence, "… do for your country"?
+        so_far = f"{so_far} {m['text']}"
+        if normalize_text(so_far).endswith("can do for your country"):
+            t_last = t
+            break
+    assert t_last is not None, finals
+    assert t_last - jfk_speech_end <= 1.0, (t_last, jfk_speech_end, finals[-3:])
+    # the utterance's closing final is flagged, and everything before it is final by then
+    closing = [t for t, m in finals if m["end_of_utterance"] and t <= t_last + 0.05]
+    assert closing, finals
+    text = " ".join(m["text"] for t, m in finals if t <= t_last + 0.05 and m["text"])
+    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert not [m for _, m in received if m["type"] == "lag"]  # keeping up: no false lag reports
+
+
+def test_a_client_that_stops_sending_gets_every_word_final_and_stays_open(server):
+    """The guide's clients just stop: within 1.5 s of the last frame every word is final, the socket open."""
+    received, last, state = asyncio.run(paced(server.ws_url, load_wav("en/jfk.wav"),
+                                              config={"type": "config", "language": "en"}, end=False,
+                                              linger_s=2.0))
+    finals = [(t, m) for t, m in received if m["type"] == "final" and m["text"]]
+    text = " ".join(m["text"] for _, m in finals)
+    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert finals[-1][0] - last <= 1.5
+    assert any(m["end_of_utterance"] for _, m in finals)
+    assert state.name == "OPEN" and not [m for _, m in received if m["type"] in ("done", "error")]
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """One sample's value from Prometheus' text format (0 if absent)."""
+    wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+    for line in text.splitlines():
+        if line.startswith(wanted + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_metrics_while_streams_run(server):
+    """/metrics read by Prometheus' own parser while two real-time streams run, and after."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    before = httpx.get(server.url + "/metrics").text
+    audio = load_wav("en/jfk.wav")
+
+    async def run():
+        streams = [asyncio.create_task(paced(server.ws_url, audio, config={"type": "config", "language": "en"}))
+                   for _ in range(2)]
+        await asyncio.sleep(6.0)
+        during = (await asyncio.to_thread(httpx.get, server.url + "/metrics")).text
+        await asyncio.gather(*streams)
+        return during
+
+    during = asyncio.run(run())
+    after = httpx.get(server.url + "/metrics").text
+    names = {f.name for f in text_string_to_metric_families(during)}
+    assert {"rtwhisper_streams", "rtwhisper_audio_seconds", "rtwhisper_final_latency_seconds",
+            "rtwhisper_lag_seconds", "rtwhisper_compute_seconds", "rtwhisper_closes"} <= names
+    assert metric(during, "rtwhisper_streams") == 2
+    assert 8 <= metric(during, "rtwhisper_audio_seconds_total") - metric(before, "rtwhisper_audio_seconds_total") <= 13
+    assert metric(after, "rtwhisper_streams") == 0
+    assert metric(after, "rtwhisper_audio_seconds_total") - metric(before, "rtwhisper_audio_seconds_total") \
+        == pytest.approx(22.0, abs=0.01)
+    assert metric(after, "rtwhisper_closes_total", code="1000") - metric(before, "rtwhisper_closes_total",
+                                                                         code="1000") == 2
+    finals = metric(after, "rtwhisper_final_latency_seconds_count") - metric(before,
+                                                                            "rtwhisper_final_latency_seconds_count")
+    within_2s = metric(after, "rtwhisper_final_latency_seconds_bucket", le="2.0") - metric(
+        before, "rtwhisper_final_latency_seconds_bucket", le="2.0")
+    assert finals >= 6 and within_2s / finals >= 0.8  # finals come within 2 s of their words
+    compute = metric(after, "rtwhisper_compute_seconds_total") - metric(before, "rtwhisper_compute_seconds_total")
+    assert 0.5 < compute < 22
+    upload = httpx.post(server.url + "/transcribe", files={"audio": ("jfk.wav", JFK.read_bytes(), "audio/wav")},
+                        timeout=120)
+    assert upload.status_code == 200
+    final = httpx.get(server.url + "/metrics").text
+    assert metric(final, "rtwhisper_uploads_total", endpoint="/transcribe", status="200") >= 1
+
+
+def test_abusive_frames_get_errors_and_the_stream_goes_on(server):
+    async def run():
+        got = []
+        async with connect(server.ws_url) as ws:
+            await ws.send("[" * 100_000)  # nested too deep for json: used to kill the stream
+            got.append(json.loads(await ws.recv()))
+            await ws.send((load_wav("en/jfk.wav")[:1600] * 32768).astype("<f4").tobytes())  # int16 values as floats
+            got.append(json.loads(await ws.recv()))
+            for frame in frames(load_wav("en/jfk.wav")):
+                await ws.send(frame)
+            await ws.send(json.dumps({"type": "end"}))
+            rest = [json.loads(m) async for m in ws]
+            return got, rest, ws.close_code
+
+    got, rest, code = asyncio.run(run())
+    assert got[0]["code"] == "bad_message" and "JSON" in got[0]["message"]
+    assert got[1]["code"] == "bad_audio" and "divide by 32768" in got[1]["message"]
+    assert wer(JFK_TEXT, finals_text(rest)) <= 0.05 and code == 1000
+
+
+def test_dns_rebinding_and_cross_site_posts_are_refused(server):
+    evil = {"Host": "attacker.example:8765"}
+    r = httpx.get(server.url + "/health", headers=evil)
+    assert r.status_code == 403 and "not served here" in r.json()["error"]["message"]
+    with pytest.raises(InvalidStatus) as refused:
+        asyncio.run(stream_file(server.ws_url, load_wav("en/jfk.wav")[:1600], headers=evil))
+    assert refused.value.response.status_code == 403
+    with JFK.open("rb") as f:  # a form on another site posting to the local server
+        r = httpx.post(server.url + "/transcribe", files={"audio": f}, headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    assert httpx.get(f"http://localhost:{server.port}/health").status_code == 200  # the loopback names work
+
+
+def test_disconnects_are_log_lines_not_tracebacks(server):
+    log = server.log.read_text()
+    assert "stream" in log and " end protocol=native" in log
+    assert "Traceback" not in log, log[-3000:]
+
+
 # -- HTTP -------------------------------------------------------------------------------------
 
 
@@ -274,7 +437,7 @@ def test_openai_client_json_srt_and_translation(server, tmp_path, manifest):
     assert wer(JFK_TEXT, result.text) <= 0.05, result.text
     with JFK.open("rb") as f:
         srt = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="srt")
-    assert srt.startswith("1\n00:00:00,000 --> ") and "ask not what your country" in srt
+    assert srt.startswith("1\n00:00:00,000 --> ") and "ask not what your country" in " ".join(srt.split())
     with JFK.open("rb") as f:
         verbose = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
                                                      timestamp_granularities=["word"])
@@ -317,7 +480,10 @@ def test_api_key_is_required(strict_server):
     assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
     with pytest.raises(InvalidStatus) as refused:
         asyncio.run(stream_file(strict_server.ws_url, load_wav("en/jfk.wav")))
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 401 and b"API key" in refused.value.response.body
+    # the key is checked before the body is read: a missing field is still a 401, not a 422
+    r = httpx.post(strict_server.url + "/transcribe", data={"language": "en"})
+    assert r.status_code == 401
     messages = asyncio.run(stream_file(strict_server.ws_url + "?api_key=s3cret", load_wav("en/jfk.wav")))
     assert wer(JFK_TEXT, finals_text(messages)) <= 0.1
 
@@ -370,6 +536,24 @@ def test_oversized_frame_and_upload_and_idle_client(strict_server, tmp_path):
 
     message, code, waited = asyncio.run(idle())
     assert message["code"] == "idle_timeout" and code == 1001 and 2.5 <= waited <= 10
+
+    bomb = tmp_path / "silence.flac"  # ten minutes of silence in a few KB: decoded duration is bounded
+    import av
+
+    with av.open(str(bomb), "w") as container:
+        stream = container.add_stream("flac", rate=16000, layout="mono")
+        for _ in range(600):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), dtype=np.int16), format="s16", layout="mono")
+            frame.rate = 16000
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    assert bomb.stat().st_size < 300_000
+    with bomb.open("rb") as f:
+        r = httpx.post(strict_server.url + "/v1/audio/transcriptions", headers=KEY,
+                       files={"file": f}, data={"model": "whisper-1"}, timeout=60)
+    assert r.status_code == 413 and "more than 60 s of audio" in r.json()["error"]["message"]
 
     big = tmp_path / "big.wav"
     big.write_bytes(b"RIFF" + b"\x00" * (2 << 20))

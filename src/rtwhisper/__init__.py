@@ -6,7 +6,7 @@ The core is :class:`RealtimeWhisperProcessor` — audio in (``feed``), events ou
 
 from .audio import SAMPLE_RATE
 from .chunker import ChunkConfig, Chunker, Window
-from .engine import DecodeOptions, Engine, FasterWhisperEngine, Hypothesis, shared_engine
+from .engine import DecodeOptions, DecodeRequest, Engine, Hypothesis, WhisperEngine, shared_engine
 from .errors import AudioFormatError, ConfigError, ModelNotFoundError, RtWhisperError, StreamClosedError
 from .events import TranscriptEvent, Word
 from .merger import OverlapMerger
@@ -24,8 +24,8 @@ __all__ = [
     "Chunker",
     "ConfigError",
     "DecodeOptions",
+    "DecodeRequest",
     "Engine",
-    "FasterWhisperEngine",
     "Hypothesis",
     "ModelNotFoundError",
     "OverlapMerger",
@@ -34,6 +34,7 @@ __all__ = [
     "RtWhisperError",
     "StreamClosedError",
     "TranscriptEvent",
+    "WhisperEngine",
     "Window",
     "Word",
     "get_preset",

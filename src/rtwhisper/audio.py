@@ -113,12 +113,33 @@ def to_float32_mono(data: object, *, channels: int = 1, bytes_format: str = "f32
             f"got 1-D shape {array.shape}"
         )
 
-    if array.size and not np.isfinite(array).all():
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        raise AudioFormatError(
-            f"audio contains {bad} NaN or infinite sample(s); samples must be finite floats in [-1, 1]"
-        )
+    check_sample_range(array)
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+MAX_ABS_SAMPLE = 2.0
+"""Largest float sample accepted. Float PCM lives in [-1, 1]; decoders and resamplers overshoot a
+little (clipped peaks), so up to 2 passes. Far beyond it the samples are not float PCM: most
+often int16 values sent as floats (peaks in the thousands), which Whisper hears as noise ("No,
+no, no…"), or garbage (3e38) that ruins every window it is in."""
+
+
+def check_sample_range(samples: np.ndarray, bytes_format: str = "f32le") -> None:
+    """Raise :class:`AudioFormatError` for NaN, infinite or out-of-range float samples, saying how to fix it."""
+    if not samples.size:
+        return
+    if not np.isfinite(samples).all():
+        bad = int(np.count_nonzero(~np.isfinite(samples)))
+        raise AudioFormatError(
+            f"audio contains {bad} NaN or infinite sample(s); samples must be finite floats in [-1, 1]")
+    if bytes_format != "f32le":
+        return
+    peak = float(np.max(np.abs(samples)))
+    if peak > MAX_ABS_SAMPLE:
+        hint = (" — these look like int16 values sent as floats: divide by 32768, or send int16 "
+                "(bytes_format/format 's16le')") if 100 < peak <= 32768 else ""
+        raise AudioFormatError(
+            f"float samples must be in [-1, 1]; got a peak of {peak:.4g}{hint}")
 
 
 class StreamResampler:

@@ -12,9 +12,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+import numpy as np
+
 from .audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS
 from .engine import COMPUTE_TYPES, DEVICES, TASKS
-from .errors import RtWhisperError
+from .errors import ConfigError, RtWhisperError
 from .events import TranscriptEvent
 from .presets import PRESETS
 from .subtitles import cues_from_words, to_srt, to_vtt
@@ -59,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transcribe", help="transcribe a media file, or raw PCM from stdin ('-')",
                        description="Transcribe a media file (anything ffmpeg decodes) or raw PCM from stdin.",
                        epilog="example: ffmpeg -i talk.mp3 -f f32le -ar 16000 -ac 1 - | rtwhisper transcribe -")
-    p.add_argument("input", help="a media file, or - for raw PCM on standard input")
+    p.add_argument("input", nargs="?", help="a media file, or - for raw PCM on standard input")
+    p.add_argument("--sample", action="store_true",
+                   help="the bundled sample (jfk.wav, 11 s, public domain) instead of a file")
     p.add_argument("--input-format", choices=BYTES_FORMATS, default="f32le", help="raw PCM layout for '-'")
     p.add_argument("--sample-rate", type=int, default=16000, choices=ACCEPTED_SAMPLE_RATES, metavar="HZ",
                    help="sample rate of raw PCM on stdin (default 16000)")
@@ -88,6 +92,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=int, default=16, metavar="N", help="concurrent streams (default 16)")
     p.add_argument("--max-frame-kb", type=int, default=1024, metavar="KB", help="largest WebSocket frame (1024)")
     p.add_argument("--max-upload-mb", type=int, default=100, metavar="MB", help="largest HTTP upload (100)")
+    p.add_argument("--max-upload-s", type=_positive_float, default=3600.0, metavar="S",
+                   help="longest decoded upload, in seconds of audio (3600)")
+    p.add_argument("--stall-flush", type=_positive_float, default=0.6, metavar="S",
+                   help="a stream that sends no audio for this long gets its last words final (0.6)")
+    p.add_argument("--max-batch", type=int, default=8, metavar="N",
+                   help="windows of different streams decoded together, at most (8)")
+    p.add_argument("--max-delay", type=_positive_float, default=1.0, metavar="S",
+                   help="refuse new streams while due windows wait longer than this (1.0)")
     p.add_argument("--idle-timeout", type=_positive_float, default=60.0, metavar="S",
                    help="close a stream that sends nothing for this long (60)")
     p.add_argument("--max-backlog", type=_positive_float, default=600.0, metavar="S",
@@ -97,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "also read from RTWHISPER_API_KEY")
     p.add_argument("--allow-origin", action="append", default=[], metavar="ORIGIN",
                    help="a browser origin allowed besides the server's own (repeatable; * for any)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host name the server answers to (repeatable; * for any; default: the loopback "
+                        "names when bound to loopback)")
 
     p = sub.add_parser("bench", help="measure accuracy, latency and cost on a manifest folder",
                        description="Run the benchmarks on any folder with a manifest.jsonl and write results.json, "
@@ -106,9 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="main configurations only (no presets, no sweep)")
     p.add_argument("--long", choices=("main", "all", "none"), default="main",
                    help="long files for the first configuration only (default), for all, or none")
-    p.add_argument("--no-capacity", action="store_true", help="skip the concurrent-streams capacity search")
-    p.add_argument("--model", help="measure only this model (main settings, 2 s / 0.2 s)")
-    p.add_argument("--chunk", type=_positive_float, default=2.0, metavar="S")
+    p.add_argument("--no-capacity", action="store_true",
+                   help="skip the capacity search (real servers with 1, 2, 4… real-time clients)")
+    p.add_argument("--no-realtime", action="store_true",
+                   help="skip every real-time run (real server and clients); the virtual clock only")
+    p.add_argument("--model", help="measure only this model (main settings, 0.5 s / 0.2 s)")
+    p.add_argument("--chunk", type=_positive_float, default=0.5, metavar="S")
     p.add_argument("--overlap", type=_positive_float, default=0.2, metavar="S")
     p.add_argument("--beam-size", type=int, default=1, metavar="N")
     p.add_argument("--device", choices=DEVICES, default="cpu")
@@ -208,6 +226,35 @@ def _emit(events: Iterable[TranscriptEvent], args: argparse.Namespace, out: IO[s
         out.write(to_srt(cues) if args.format == "srt" else to_vtt(cues))
 
 
+def _input_path(args: argparse.Namespace) -> str:
+    if args.sample:
+        if args.input:
+            raise ConfigError("give a file or --sample, not both")
+        from .samples import sample_path
+
+        return str(sample_path())
+    if not args.input:
+        raise ConfigError("give a media file, - for raw PCM on standard input, or --sample")
+    return str(args.input)
+
+
+def _whole_file(source: Any, proc: Any, args: argparse.Namespace) -> Iterator[TranscriptEvent]:
+    """A file the caller has whole: faster-whisper's file pipeline instead of streaming windows.
+
+    Same model, options and output formats as streaming; plain faster-whisper's speed and
+    accuracy (``docs/cli.md`` has the measurement). Word times only when the format shows them.
+    """
+    from .engine import DecodeOptions
+
+    audio = np.concatenate([np.zeros(0, dtype=np.float32), *(block.samples for block in source)])
+    options = DecodeOptions(language=proc.language, task=proc.task, beam_size=proc.beam_size,
+                            prompt=proc.initial_prompt, vad=proc.vad)
+    segments, _, _ = proc.engine.iter_file(audio, options, word_timestamps=args.format != "text",
+                                           condition_on_previous_text=True)
+    for event, _scores in segments:
+        yield event
+
+
 def _events_with_progress(
     events: Iterator[TranscriptEvent], proc: Any, progress: _Progress
 ) -> Iterator[TranscriptEvent]:
@@ -238,11 +285,15 @@ def _run(args: argparse.Namespace) -> int:
                 source: Any = PipeSource(sys.stdin.buffer, input_format=args.input_format,
                                          sample_rate=args.sample_rate, channels=args.channels)
             else:
-                source = FileSource(args.input, realtime=args.realtime)
+                source = FileSource(_input_path(args), realtime=args.realtime)
                 if not args.realtime:
                     progress = _Progress(source.duration_s, screen_in_use=args.format == "text" and out.isatty())
             proc = _processor(args)
-            events: Iterator[TranscriptEvent] = stream(source, proc)
+            events: Iterator[TranscriptEvent]
+            if progress is not None and hasattr(proc.engine, "iter_file"):
+                events = _whole_file(source, proc, args)
+            else:
+                events = stream(source, proc)
             if progress is not None:
                 events = _events_with_progress(events, proc, progress)
             _emit(events, args, out, progress)
@@ -276,7 +327,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     report = run_benchmark(Path(args.folder), Path(args.out), configs=configs, device=args.device,
                            compute_type=args.compute_type, quick=args.quick, include_long=args.long,
-                           capacity=not args.no_capacity, progress=progress)
+                           capacity=not args.no_capacity, realtime=not args.no_realtime, progress=progress)
     print(f"wrote {args.out}/results.json, results.md, latency_cdf.png, penalty_vs_latency.png "
           f"({report['wall_s']:.0f} s)")
     return 0
@@ -297,9 +348,10 @@ def _serve(args: argparse.Namespace) -> int:
         preset=args.preset, model_name=args.model, device=args.device, compute_type=args.compute_type,
         host=args.host, port=args.port, max_connections=args.max_connections,
         max_frame_bytes=args.max_frame_kb * 1024, max_upload_bytes=args.max_upload_mb << 20,
-        idle_timeout_s=args.idle_timeout, max_backlog_s=args.max_backlog,
+        max_upload_s=args.max_upload_s, stall_flush_s=args.stall_flush, max_batch=args.max_batch,
+        max_delay_s=args.max_delay, idle_timeout_s=args.idle_timeout, max_backlog_s=args.max_backlog,
         api_key=args.api_key or os.environ.get("RTWHISPER_API_KEY") or None,
-        allowed_origins=tuple(args.allow_origin),
+        allowed_origins=tuple(args.allow_origin), allowed_hosts=tuple(args.allow_host),
     )
     serve(config)
     return 0

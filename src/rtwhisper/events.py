@@ -50,6 +50,9 @@ class TranscriptEvent:
     words: tuple[Word, ...] = field(default_factory=tuple)
     language: str | None = None
     language_probability: float | None = None
+    end_of_utterance: bool = False
+    """A final that closes an utterance: the speaker paused (voice activity), the stream stalled
+    or ended. Deepgram's ``speech_final``; a caption line or a voice command is complete."""
 
     @property
     def type(self) -> Literal["partial", "final"]:
@@ -63,6 +66,7 @@ class TranscriptEvent:
             "segment_id": self.segment_id,
             "sequence": self.sequence,
             "is_final": self.is_final,
+            "end_of_utterance": self.end_of_utterance,
             "text": self.text,
             "start_s": round(self.start_s, 3),
             "end_s": round(self.end_s, 3),

@@ -33,8 +33,8 @@ _SQUEEZED_WORD_S = 0.06
 _TIMED_WORD_S = 0.15  # a word this long was aligned to real audio
 _DRAWN_OUT_S = 0.5
 _WORD_OVERLAP_S = 0.3  # how far a drawn-out word's end may run into the next word's start
-_SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
-_PHRASE_ENDS = (*_SENTENCE_ENDS, ",", ";", ":", "，", "、")
+SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
+_PHRASE_ENDS = (*SENTENCE_ENDS, ",", ";", ":", "，", "、")
 
 
 def normalize_word(text: str) -> str:
@@ -97,18 +97,35 @@ class OverlapMerger:
                 plain = point
         return (plain, False) if plain is not None else None
 
-    def update(self, words: Sequence[Word], *, force_before_s: float | None = None, final: bool = False) -> MergeStep:
-        """Merge one window's hypothesis; return what became final and what is pending."""
-        new = self._drop_already_committed(list(words))
+    def update(self, words: Sequence[Word], *, force_before_s: float | None = None, final: bool = False,
+               after_prefix: bool = False, confident_before_s: float | None = None,
+               min_probability: float = 1.0) -> MergeStep:
+        """Merge one window's hypothesis; return what became final and what is pending.
+
+        ``after_prefix``: the decoder was forced through the final text, so every word is new
+        (only its times are kept from running back past the commit point). Otherwise words the
+        overlap produced again are dropped first. ``confident_before_s``: besides agreement, a
+        leading word is final when it ends before this time with at least ``min_probability``.
+        """
+        if after_prefix:
+            new = list(words)
+        else:
+            new = self._drop_already_committed(list(words))
         if new:
-            # Whisper sometimes skips the first words of its input. Words the previous
-            # hypothesis heard before this one's first word are kept, not lost.
-            first = new[0].start_s
-            skipped = [
-                w for w in self._pending
-                if (w.start_s + w.end_s) / 2 < first - _SKIP_TOLERANCE_S
-                and w.end_s <= first + (_WORD_OVERLAP_S if w.end_s - w.start_s >= _DRAWN_OUT_S else _SKIP_TOLERANCE_S)
-            ]
+            skipped: list[Word] = []
+            if not after_prefix:
+                # Whisper sometimes skips the first words of its input. Words the previous
+                # hypothesis heard before this one's first word are kept, not lost. (After a
+                # forced prefix the decoder starts right where the final text stops, and a
+                # word's time right after the prefix is the least reliable: by time, a word
+                # heard again would look skipped.)
+                first = new[0].start_s
+                skipped = [
+                    w for w in self._pending
+                    if (w.start_s + w.end_s) / 2 < first - _SKIP_TOLERANCE_S
+                    and w.end_s <= first + (_WORD_OVERLAP_S if w.end_s - w.start_s >= _DRAWN_OUT_S
+                                            else _SKIP_TOLERANCE_S)
+                ]
             new = self._restore_inner_skips(skipped + new)
         agreed = 0
         for previous, current in zip(self._pending, new, strict=False):
@@ -116,6 +133,14 @@ class OverlapMerger:
                 break
             agreed += 1
         count = len(new) if final else agreed
+        if confident_before_s is not None and not final:
+            while count < len(new) and new[count].end_s <= confident_before_s \
+                    and new[count].probability >= min_probability:
+                count += 1
+        if not final:
+            # The last word heard may still grow: its punctuation, or the rest of a word cut by
+            # the end of the audio ("flour-fatten" + "ed"). It is final only once a word follows.
+            count = max(0, min(count, len(new) - 1))
         if force_before_s is not None and not final:
             while count < len(new) and new[count].end_s <= force_before_s:
                 count += 1

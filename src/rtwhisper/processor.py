@@ -4,40 +4,88 @@ Audio in, events out, nothing else: no threads, no sockets, no sleeping, no cloc
 h11's ``Connection``, it is driven by its caller:
 
 * ``feed(audio)`` validates and buffers a block — cheap enough for an audio callback;
-* ``results()`` runs the recognition that is due (one engine call per ``chunk_duration``
-  of new audio) and returns the new events;
+* ``results()`` runs the recognition that is due and returns the new events;
+* ``flush()`` makes everything heard so far final (a live source that went quiet);
 * ``finish()`` ends the stream: the rest of the audio is recognised and becomes final.
 
-Sources, the threaded runner, the server and the command line are adapters around it.
+For a scheduler that batches many streams on one model, ``results()`` splits in two:
+``next_request()`` says which window is due (or ``None``) and ``apply(hypothesis)`` turns the
+engine's answer into events.
+
+How a word becomes final (see ``docs/streaming.md`` for the measurements):
+
+1. **Voice activity** (Silero, :mod:`rtwhisper.vad`) gates the engine: audio with no speech
+   since the last final word costs no decode.
+2. **Updates** every ``chunk_duration`` of new audio while speech is unfinal. Each window
+   starts at a word boundary before the commit point; the final words inside it are a
+   forced decoder prefix, so they are never decoded twice and never duplicated.
+3. **Commit**: a word is final when two consecutive hypotheses agree on it
+   (LocalAgreement-2), or when one hypothesis is sure of it — probability at least
+   ``commit_probability`` and ending ``commit_margin_s`` before the audio does.
+4. **Endpointing**: a pause of ``endpoint_silence_s`` after a finished sentence (or of
+   ``endpoint_max_silence_s`` after an unfinished phrase: Whisper's punctuation tells them
+   apart) ends the utterance: everything pending becomes final, and that final has
+   ``end_of_utterance``. The phrase is heard to its end first, so the endpoint itself costs
+   no decode.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
 from .audio import SAMPLE_RATE, StreamResampler, to_float32_mono, validate_input_spec
 from .chunker import ChunkConfig, Chunker, Window
-from .engine import TASKS, DecodeOptions, Engine, Hypothesis, shared_engine, validate_language
+from .engine import TASKS, DecodeOptions, DecodeRequest, Engine, Hypothesis, shared_engine, validate_language
 from .errors import ConfigError, StreamClosedError
 from .events import TranscriptEvent, Word, join_words
-from .merger import OverlapMerger, drop_hallucinated_tail, normalize_word
+from .merger import SENTENCE_ENDS, OverlapMerger, drop_hallucinated_tail, normalize_word
 from .models import resolve_model
 from .presets import get_preset
+from .vad import FRAME_SAMPLES, Endpointer, SileroVad, SpeechDetector, Utterance
 
 PROMPT_CONTEXT_CHARS = 200
 """Committed text passed as the next window's prompt: whisper_streaming's 200 characters."""
 
-ANCHOR_TRIM_S = 6.0
-"""Window length beyond which its start moves to a later pause or phrase end. Measured on the
-long LJ file with base on 2 cores: 6 s instead of 10 s cut compute by 18 % and the
-computation-aware final-latency p90 of the first 30 s from 12.2 s to 6.5 s, with the same
-words give or take one."""
+ANCHOR_TRIM_S = 8.0
+"""Window length beyond which its start moves to a later pause or phrase end. Windows up to the
+engine's 10 s minimum encoder input cost the same encode, and Whisper decodes best from a phrase
+start. Measured on the long LJ file (base, 2 cores): trimming at 4–6 s instead cut compute by a
+tenth and cost a point of WER (less context); the forced prefix costs ~7 ms a token, which is
+what keeps windows from growing further."""
+
+MIN_CONTEXT_S = 4.0
+"""Audio a window keeps when its start moves: Whisper needs acoustic context before new words."""
 
 LANGUAGE_LOCK_PROBABILITY = 0.5
 """Once detection is this sure (faster-whisper's language_detection_threshold), keep the language."""
+
+NEW_TOKENS_PER_SECOND = 12
+"""Bound on the tokens an update may decode per second of audio after the commit point (fast
+Korean reaches ~12): a looping decoder stops early instead of running to 448 tokens."""
+
+PREROLL_S = 0.5
+"""Audio kept before detected speech: Silero opens speech up to ~0.1 s after its onset, and a
+window that starts inside the first word loses it."""
+
+HEARD_AFTER_SPEECH_S = 0.1
+"""Silence a decode must have heard after an utterance's last speech for its hypothesis to be
+taken as that utterance's end without another decode."""
+
+UpdateKind = Literal["update", "endpoint", "flush", "last"]
+
+
+@dataclass(frozen=True)
+class _Update:
+    """A window that is due, and why."""
+
+    window: Window
+    kind: UpdateKind
+    request: DecodeRequest
 
 
 class RealtimeWhisperProcessor:
@@ -49,12 +97,18 @@ class RealtimeWhisperProcessor:
     default processors with the same model, device and compute type share one anyway.
     Input format: ``sample_rate`` (resampled to 16 kHz), ``channels`` (downmixed), and
     ``bytes_format`` for bytes (``"f32le"`` or ``"s16le"``).
+
+    Latency knobs: ``endpoint_silence_s`` and ``endpoint_max_silence_s`` (pauses that end an
+    utterance after a finished sentence and after an unfinished phrase), ``commit_probability``
+    and ``commit_margin_s`` (when one hypothesis suffices; ``commit_probability=None`` waits for
+    two hypotheses to agree on every word). ``vad`` is ``True`` (Silero), ``False`` (decode
+    every update, no endpointing) or a :class:`~rtwhisper.vad.SpeechDetector`.
     """
 
     def __init__(
         self,
         model_name: str = "base",
-        chunk_duration: float = 2.0,
+        chunk_duration: float = 0.5,
         overlap_duration: float = 0.2,
         language: str | None = None,
         initial_prompt: str | None = None,
@@ -63,13 +117,17 @@ class RealtimeWhisperProcessor:
         beam_size: int = 1,
         device: str = "auto",
         compute_type: str = "auto",
-        vad: bool = True,
+        vad: bool | SpeechDetector = True,
         engine: Engine | None = None,
         max_window_duration: float | None = None,
         sample_rate: int = SAMPLE_RATE,
         channels: int = 1,
         bytes_format: str = "f32le",
         cpu_threads: int = 0,
+        endpoint_silence_s: float = 0.5,
+        endpoint_max_silence_s: float = 0.5,
+        commit_probability: float | None = None,
+        commit_margin_s: float = 0.4,
     ) -> None:
         if task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -79,12 +137,22 @@ class RealtimeWhisperProcessor:
             raise ConfigError(f"language must be a language code such as 'en' or 'ko', or None, got {language!r}")
         validate_language(language)
         validate_input_spec(sample_rate, channels, bytes_format)
+        _check_seconds("endpoint_silence_s", endpoint_silence_s, 0.1, 10.0)
+        _check_seconds("endpoint_max_silence_s", endpoint_max_silence_s, endpoint_silence_s, 30.0)
+        _check_seconds("commit_margin_s", commit_margin_s, 0.0, 5.0)
+        if commit_probability is not None and (isinstance(commit_probability, bool) or not isinstance(
+                commit_probability, (int, float)) or not 0.0 <= commit_probability <= 1.0):
+            raise ConfigError(f"commit_probability must be from 0 to 1, or None, got {commit_probability!r}")
         self.config = ChunkConfig(chunk_duration, overlap_duration, max_window_duration)
         self.language = language
         self.initial_prompt = initial_prompt
         self.task = task
         self.beam_size = beam_size
-        self.vad = vad
+        self.vad = bool(vad)
+        self.endpoint_silence_s = float(endpoint_silence_s)
+        self.endpoint_max_silence_s = float(endpoint_max_silence_s)
+        self.commit_probability = commit_probability
+        self.commit_margin_s = float(commit_margin_s)
         self.sample_rate = sample_rate
         self.channels = channels
         self.bytes_format = bytes_format
@@ -105,24 +173,31 @@ class RealtimeWhisperProcessor:
         self._max_window_s = float(self.config.max_window_duration or 30.0)
         self._merger = OverlapMerger()
         self._resampler = StreamResampler(sample_rate) if sample_rate != SAMPLE_RATE else None
+        self._detector: SpeechDetector | None = (SileroVad() if vad is True else None) if isinstance(vad, bool) \
+            else vad
+        self._endpointer = Endpointer(endpoint_silence_s=self.endpoint_silence_s)
+        self._vad_tail = np.zeros(0, dtype=np.float32)  # samples short of a whole VAD frame
         self._incoming: list[np.ndarray] = []
         self._audio = np.zeros(0, dtype=np.float32)
         self._audio_start = 0  # stream sample index of self._audio[0]
         self._available = 0  # samples at 16 kHz received so far
         self._fed_input_samples = 0  # samples fed, at the caller's rate
-        self._last_end_s = 0.0
-        self._anchor_s = 0.0  # where windows start: a pause before the commit point
-        self._covered_s = 0.0
+        self._last_end_s = 0.0  # end of the last window decided on (decoded or skipped as silence)
+        self._anchor_s = 0.0  # where windows start: a word boundary before the commit point
+        self._covered_s = 0.0  # finals cover [0, this)
         self._segment_id = 0
         self._sequence = 0
         self._partial_text = ""
+        self._utterance_has_text = False
+        self._inflight: _Update | None = None
+        self._ready: list[TranscriptEvent] = []
         self._detected: tuple[str | None, float | None] = (language, None)  # locked language
         self._guess: tuple[str | None, float | None] = (language, None)  # latest detection
         self._finished = False
         self.compute_s = 0.0
-        """Seconds spent in the engine so far (for real-time-factor accounting)."""
+        """Seconds spent in the engine so far by ``results()``/``flush()``/``finish()`` (RTF accounting)."""
         self.updates = 0
-        """Engine calls so far."""
+        """Windows decoded so far."""
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> RealtimeWhisperProcessor:
@@ -152,7 +227,7 @@ class RealtimeWhisperProcessor:
 
     @property
     def heard_until_s(self) -> float:
-        """The stream time up to which audio has been recognised at least once."""
+        """The stream time up to which audio has been dealt with (decoded, or skipped as silence)."""
         return self._last_end_s
 
     @property
@@ -164,36 +239,58 @@ class RealtimeWhisperProcessor:
     def is_finished(self) -> bool:
         return self._finished
 
+    @property
+    def in_speech(self) -> bool:
+        """Whether an utterance is open by voice activity (always ``True`` without VAD)."""
+        if self._detector is None:
+            return True
+        return any(u.end_s is None for u in self._endpointer.utterances)
+
     def _ingest(self, *, final: bool = False) -> None:
         blocks = self._incoming
         self._incoming = []
-        if self._resampler is not None:
+        if self._resampler is not None and (blocks or final):
             joined = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
             blocks = [self._resampler.process(joined, final=final)]
         blocks = [b for b in blocks if b.size]
-        if not blocks:
-            return
-        self._audio = np.concatenate([self._audio, *blocks])
-        self._available += sum(b.size for b in blocks)
+        if blocks:
+            self._audio = np.concatenate([self._audio, *blocks])
+            self._available += sum(b.size for b in blocks)
+        if self._detector is not None:
+            pending = np.concatenate([self._vad_tail, *blocks]) if blocks else self._vad_tail
+            if final and pending.size % FRAME_SAMPLES:
+                pending = np.concatenate([pending, np.zeros(FRAME_SAMPLES - pending.size % FRAME_SAMPLES,
+                                                            dtype=np.float32)])
+            whole = pending.size - pending.size % FRAME_SAMPLES
+            if whole:
+                self._endpointer.push(self._detector(pending[:whole].reshape(-1, FRAME_SAMPLES)))
+            self._vad_tail = pending[whole:]
 
     # -- recognition --------------------------------------------------------------------
 
     def results(self) -> list[TranscriptEvent]:
         """Run the recognition that is due and return the new events (possibly none)."""
-        if self._finished:
-            return []
-        self._ingest()
         events: list[TranscriptEvent] = []
-        while True:
-            window = self._chunker.next_window(
-                anchor_s=self._anchor_s,
-                last_end_s=self._last_end_s,
-                available_s=self._available / SAMPLE_RATE,
-                final=False,
-            )
-            if window is None:
-                return events
-            events.extend(self._process(window, last=False))
+        while (request := self.next_request()) is not None:
+            events += self._run(request)
+        return events + self.take_events()
+
+    def flush(self) -> list[TranscriptEvent]:
+        """Make everything heard so far final, as if the speaker had paused; the stream stays open.
+
+        For a live source that stopped sending (a client that went quiet without ending its
+        stream): the last words do not wait for more audio or the end of the stream.
+        """
+        events = self.results()
+        if self._finished or self._inflight is not None:
+            return events
+        available_s = self._available / SAMPLE_RATE
+        if available_s > self._last_end_s + 1e-9 and self._has_new_speech(available_s):
+            update = self._make_update(Window(self._anchor_s, available_s), "flush")
+            events += self._run(update.request)
+        elif self._merger.pending or self._partial_text:
+            events += self._close_utterance(available_s)
+        return events
 
     def finish(self) -> list[TranscriptEvent]:
         """End the stream: recognise the rest and make everything final.
@@ -202,118 +299,289 @@ class RealtimeWhisperProcessor:
         """
         if self._finished:
             return []
+        if self._inflight is not None:
+            raise RuntimeError("finish() while a request from next_request() awaits apply()")
         self._ingest(final=True)
+        events = self.results()
         self._finished = True
-        events: list[TranscriptEvent] = []
         end_s = self._available / SAMPLE_RATE
-        while True:
-            window = self._chunker.next_window(
-                anchor_s=self._anchor_s, last_end_s=self._last_end_s, available_s=end_s, final=True
-            )
+        while end_s > self._last_end_s + 1e-9:
+            window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=self._last_end_s,
+                                               available_s=end_s, final=True)
             if window is None:
                 break
-            events.extend(self._process(window, last=window.end_s >= end_s - 1e-9))
+            if not self._has_new_speech(window.end_s) and not self._merger.pending:
+                self._skip_silence(window.end_s)
+                continue
+            update = self._make_update(window, "last" if window.end_s >= end_s - 1e-9 else "update")
+            events += self._run(update.request)
         step = self._merger.flush()  # words the last window heard, with no later window to confirm them
         if step.committed or self._covered_s < end_s - 1e-9 or self._partial_text:
-            events.append(self._event(True, step.committed, self._covered_s, max(end_s, self._covered_s)))
+            events.append(self._event(True, step.committed, self._covered_s, max(end_s, self._covered_s),
+                                      end_of_utterance=bool(step.committed or self._partial_text
+                                                            or self._utterance_has_text)))
             self._covered_s = max(end_s, self._covered_s)
         return events
 
-    def _process(self, window: Window, *, last: bool) -> list[TranscriptEvent]:
-        hypothesis = self._transcribe(window, last=last)
-        words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words)]
+    def _run(self, request: DecodeRequest) -> list[TranscriptEvent]:
+        started = time.perf_counter()
+        hypothesis = self.engine.transcribe_batch([request])[0]
+        self.compute_s += time.perf_counter() - started
+        return self.apply(hypothesis)
+
+    # -- the scheduler's interface --------------------------------------------------------
+
+    def next_request(self) -> DecodeRequest | None:
+        """The window due for recognition, as an engine request, or ``None`` if none is due.
+
+        Only one request is out at a time: until :meth:`apply` gets its hypothesis, this
+        returns ``None``.
+        """
+        if self._finished or self._inflight is not None:
+            return None
+        self._ingest()
+        horizon = self._available / SAMPLE_RATE
+        if self._detector is not None:
+            horizon = min(horizon, self._endpointer.now_s)
+        chunk = self.config.chunk_duration
+        while True:
+            endpoint = self._next_endpoint(horizon)
+            next_grid = self._last_end_s + chunk
+            limit = horizon
+            if endpoint is not None and endpoint.end_s is not None and endpoint.ended_s is not None:
+                if endpoint.ended_s <= next_grid + 1e-9:
+                    if not self._heard_to_the_end(endpoint):
+                        # Hear the phrase to its end first (one decode), then decide.
+                        return self._make_update(Window(self._anchor_s, endpoint.ended_s), "update").request
+                    deadline = endpoint.ended_s if self._sentence_complete() \
+                        else max(endpoint.ended_s, endpoint.end_s + self.endpoint_max_silence_s)
+                    if deadline <= horizon + 1e-9:
+                        self._ready += self._close_utterance(deadline)
+                        self._endpointer.forget_before(deadline)
+                        continue
+                else:
+                    limit = min(limit, endpoint.ended_s - 1e-6)  # the endpoint comes first
+            window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=self._last_end_s,
+                                               available_s=limit, final=False)
+            if window is None:
+                return None
+            if not self._has_new_speech(window.end_s):
+                self._skip_silence(window.end_s)
+                continue
+            return self._make_update(window, "update").request
+
+    def apply(self, hypothesis: Hypothesis) -> list[TranscriptEvent]:
+        """Turn the engine's answer to :meth:`next_request`'s request into events."""
+        update = self._inflight
+        if update is None:
+            raise RuntimeError("apply() without a request from next_request()")
+        self._inflight = None
+        self.updates += 1
+        window = update.window
+        if not hypothesis.passed and update.kind == "update":
+            # A decode that failed Whisper's thresholds (a loop, most often) is no evidence:
+            # nothing changes, and the next update, which hears more, decides.
+            self._last_end_s = max(self._last_end_s, window.end_s)
+            return self.take_events()
+        self._note_language(hypothesis)
+        words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words, update.request)]
         words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
                                        timed=self.task == "transcribe")
-        self._last_end_s = window.end_s
-        if not words and not last and not self._merger.pending:
-            # Nothing heard and nothing pending: silence or noise. Move on, keeping the last
-            # chunk in case speech starts at its end. (An empty hypothesis while words are
-            # pending is a decoder miss, not evidence against them: they stay pending.)
-            self._merger.advance(window.end_s - self.config.chunk_duration)
-        # Force what the next window could not hear again without exceeding the maximum.
-        force_before = window.end_s + self.config.chunk_duration + self.config.overlap_duration \
-            - self._max_window_s
-        step = self._merger.update(words, force_before_s=force_before, final=last)
-        self._move_anchor(window, heard_words=bool(words))
-        self._trim_buffer()
-
-        events = []
-        if step.committed or (last and self._partial_text):
-            end_s = window.end_s if last else step.commit_s
-            events.append(self._event(True, step.committed, self._covered_s, max(end_s, self._covered_s)))
-            self._covered_s = max(end_s, self._covered_s)
-        elif last and window.end_s > self._covered_s:
-            events.append(self._event(True, (), self._covered_s, window.end_s))
-            self._covered_s = window.end_s
-        if not last:
+        self._last_end_s = max(self._last_end_s, window.end_s)
+        events = self.take_events()
+        closing = update.kind != "update"
+        confident = self.commit_probability is not None and self.task == "transcribe"
+        step = self._merger.update(
+            words, final=closing, after_prefix=True,
+            confident_before_s=window.end_s - self.commit_margin_s if confident else None,
+            min_probability=self.commit_probability or 1.0,
+            force_before_s=window.end_s + self.config.chunk_duration + self.config.overlap_duration
+            - self._max_window_s)
+        if closing:
+            flushed = self._merger.flush()
+            committed = step.committed + flushed.committed
+            self._merger.advance(window.end_s)
+            if committed or self._partial_text or self._utterance_has_text:
+                events.append(self._event(True, committed, self._covered_s, max(window.end_s, self._covered_s),
+                                          end_of_utterance=True))
+            self._covered_s = max(self._covered_s, window.end_s)
+            self._utterance_has_text = False
+            self._anchor_s = max(self._anchor_s, self._after_utterance_s(window.end_s))
+            self._endpointer.forget_before(window.end_s)
+        else:
+            if step.committed:
+                events.append(self._event(True, step.committed, self._covered_s,
+                                          max(step.commit_s, self._covered_s)))
+                self._covered_s = max(self._covered_s, step.commit_s)
+                self._utterance_has_text = True
             text = join_words(step.partial)
-            if text != self._partial_text:
+            if text != self._partial_text and not self._partial_text.startswith(text):
+                # A partial that only drops words from the end of the one shown is held back:
+                # partials never flicker back to a shorter, older text (the next final settles it).
                 events.append(self._event(False, step.partial, self._covered_s, window.end_s))
+            self._move_anchor(window)
+        self._trim_buffer()
         return events
 
-    def _transcribe(self, window: Window, *, last: bool = False) -> Hypothesis:
+    # -- decisions --------------------------------------------------------------------------
+
+    def take_events(self) -> list[TranscriptEvent]:
+        """Events decided without a decode (an utterance that ended with every word already final).
+
+        ``results()`` and ``apply()`` include them; a scheduler that drives ``next_request()``
+        takes them here when no request is due.
+        """
+        events, self._ready = self._ready, []
+        return events
+
+    def _next_endpoint(self, horizon_s: float) -> Utterance | None:
+        """The earliest utterance whose pause a live listener has heard by ``horizon_s``, not final yet.
+
+        An utterance whose phrase was unfinished and after which speech came back within
+        ``endpoint_max_silence_s`` is no endpoint: the next one continues it.
+        """
+        utterances = self._endpointer.utterances
+        for i, u in enumerate(utterances):
+            if u.ended_s is None or u.end_s is None or u.ended_s > horizon_s + 1e-9:
+                return None
+            resumed = i + 1 < len(utterances) and utterances[i + 1].start_s < u.end_s + self.endpoint_max_silence_s
+            if not resumed:
+                return u
+        return None
+
+    def _sentence_complete(self) -> bool:
+        """Whether the words of the utterance so far end a sentence (or there are none)."""
+        words = self._merger.pending or tuple(self._merger.committed[-1:])
+        if not words or (not self._utterance_has_text and not self._merger.pending):
+            return True
+        return words[-1].text.rstrip().endswith(SENTENCE_ENDS)
+
+    def _heard_to_the_end(self, utterance: Utterance) -> bool:
+        """The last decode heard the utterance's end and some silence after it: its words stand.
+
+        Then the endpoint needs no decode of its own: what is pending becomes final as it is,
+        ``endpoint_silence_s`` after the speech stopped instead of a decode later.
+        """
+        end_s = utterance.end_s if utterance.end_s is not None else math.inf
+        return self._last_end_s >= end_s + HEARD_AFTER_SPEECH_S
+
+    def _has_new_speech(self, until_s: float) -> bool:
+        """Whether a decode of the audio up to ``until_s`` could change anything: speech the last
+        decode did not hear (a pause with every word already heard costs no decode)."""
+        if self._detector is None:
+            return True
+        heard = self._last_end_s - HEARD_AFTER_SPEECH_S if self._merger.pending else self._merger.commit_s
+        pause = self._endpointer.pause_started_s
+        for u in self._endpointer.utterances:
+            end = u.end_s if u.end_s is not None else pause  # an open utterance in a pause: speech stopped there
+            if u.opened_s <= until_s + 1e-9 and (end is None or end > heard):
+                return True
+        return False
+
+    def _skip_silence(self, until_s: float) -> None:
+        """No speech to hear up to ``until_s``: move on without a decode."""
+        self._last_end_s = until_s
+        if not self._merger.pending:
+            self._merger.advance(until_s - PREROLL_S)
+            self._anchor_s = max(self._anchor_s, until_s - PREROLL_S, 0.0)
+
+    def _close_utterance(self, at_s: float) -> list[TranscriptEvent]:
+        """End the utterance without a decode (its words are all final already)."""
+        flushed = self._merger.flush().committed
+        self._merger.advance(at_s)
+        events = []
+        if flushed or self._partial_text or self._utterance_has_text:
+            events.append(self._event(True, flushed, self._covered_s, max(at_s, self._covered_s),
+                                      end_of_utterance=True))
+        self._covered_s = max(self._covered_s, at_s)
+        self._last_end_s = max(self._last_end_s, at_s)
+        self._anchor_s = max(self._anchor_s, self._after_utterance_s(at_s))
+        self._utterance_has_text = False
+        return events
+
+    def _after_utterance_s(self, end_s: float) -> float:
+        """Where the next utterance's windows start: in the pause, and never inside the last word
+        (a stream that stalled mid-speech goes on right after its last final word).
+
+        Measured: keeping the speech before a short pause inside the next windows (as forced
+        prefix) made the words after it worse, not better ("concerned. Differ's from", "What
+        you 're country" on the shared set): the decoder, forced through a finished sentence,
+        kept re-tokenizing its last word. A fresh window with the text as prompt does not.
+        """
+        last_word_end = self._merger.committed[-1].end_s if self._merger.committed else 0.0
+        # Silero opens speech up to ~0.2 s after a soft onset ("and…"): keep 0.3 s of the pause.
+        return min(end_s, max(end_s - min(0.3, self.endpoint_silence_s), last_word_end))
+
+    def _make_update(self, window: Window, kind: UpdateKind) -> _Update:
         first_sample = round(window.start_s * SAMPLE_RATE) - self._audio_start
         end_sample = round(window.end_s * SAMPLE_RATE) - self._audio_start
         audio = self._audio[max(first_sample, 0):end_sample]
+        prompt, prefix = self._context(window.start_s)
         options = DecodeOptions(
             language=self._detected[0] if self.language is None else self.language,
             task=self.task,  # type: ignore[arg-type]
             beam_size=self.beam_size,
-            prompt=self._prompt(),
-            vad=self.vad,
-            end_of_stream=last,
+            prompt=prompt,
+            prefix=prefix,
+            end_of_stream=kind == "last",
+            max_new_tokens=None if kind != "update" else int(
+                (window.end_s - self._merger.commit_s) * NEW_TOKENS_PER_SECOND) + 8,
+            thorough=kind != "update",
         )
-        started = time.perf_counter()
-        hypothesis = self.engine.transcribe(audio, options)
-        self.compute_s += time.perf_counter() - started
-        self.updates += 1
+        update = _Update(window, kind, DecodeRequest(audio, options))
+        self._inflight = update
+        return update
+
+    def _context(self, window_start_s: float) -> tuple[str | None, str | None]:
+        """(prompt, prefix): final text before the window, and final text inside it."""
+        committed = self._merger.committed
+        split = len(committed)
+        while split > 0 and (committed[split - 1].start_s + committed[split - 1].end_s) / 2 >= window_start_s:
+            split -= 1
+        prefix = join_words(committed[split:]) or None
+        context = join_words(committed[max(0, split - 80):split])[-PROMPT_CONTEXT_CHARS:]
+        parts = [p for p in (self.initial_prompt, context) if p]
+        return (" ".join(parts) if parts else None), prefix
+
+    def _note_language(self, hypothesis: Hypothesis) -> None:
         if self.language is None and self._detected[0] is None and hypothesis.words and hypothesis.language:
             self._guess = (hypothesis.language, hypothesis.language_probability)
             if (hypothesis.language_probability or 0.0) >= LANGUAGE_LOCK_PROBABILITY:
                 self._detected = self._guess
-        return hypothesis
 
-    def _move_anchor(self, window: Window, *, heard_words: bool) -> None:
-        """Move the start of later windows forward, to a pause, once windows grow long.
+    def _move_anchor(self, window: Window) -> None:
+        """Move the start of later windows forward, to a pause or phrase end, once windows grow long.
 
-        Windows re-hear the unconfirmed audio and, up to ``ANCHOR_TRIM_S``, some confirmed
-        audio before it, starting at a pause between phrases: Whisper, trained on segments
-        that start between phrases, skips or garbles words when its input starts inside a
-        word or sentence (whisper_streaming likewise trims its buffer only at segment ends).
+        Whisper, trained on segments that start between phrases, skips or garbles words when
+        its input starts inside a word or sentence (whisper_streaming likewise trims its
+        buffer only at segment ends). Final words after the anchor are the decoder's forced
+        prefix; those before it, its prompt.
         """
         commit = self._merger.commit_s
         overlap = self.config.overlap_duration
         next_end = window.end_s + self.config.chunk_duration
-        if not heard_words and not self._merger.pending:
-            self._anchor_s = max(self._anchor_s, commit - overlap, 0.0)
-            return
         if next_end - self._anchor_s <= ANCHOR_TRIM_S:
             return
-        # The next window must start here or later to fit the maximum length.
-        required = next_end - self._max_window_s + overlap
-        found = self._merger.boundary_s(self._anchor_s + overlap, commit)
-        if found is not None and (found[1] or found[0] >= required):
+        # A pause or phrase end that leaves the next window MIN_CONTEXT_S of audio: preferred.
+        found = self._merger.boundary_s(self._anchor_s + overlap, min(commit - overlap, next_end - MIN_CONTEXT_S))
+        if found is not None and found[1]:
             target = found[0]
-        elif next_end - self._anchor_s > self._max_window_s:
-            found = self._merger.boundary_s(required, commit)
+        elif next_end - self._anchor_s > self._max_window_s - self.config.chunk_duration:
+            # About to exceed the maximum: any word boundary that keeps the window within it.
+            required = next_end - self._max_window_s + self.config.chunk_duration
+            found = self._merger.boundary_s(required, commit - overlap) or self._merger.boundary_s(required, commit)
             target = found[0] if found is not None else commit
         else:
             return
-        self._anchor_s = max(self._anchor_s, target - overlap, 0.0)
+        self._anchor_s = max(self._anchor_s, target, 0.0)
 
-    def _prompt(self) -> str | None:
-        before = [w for w in self._merger.committed[-80:] if w.end_s <= self._anchor_s + 1e-6]
-        context = join_words(before)[-PROMPT_CONTEXT_CHARS:]
-        parts = [p for p in (self.initial_prompt, context) if p]
-        return " ".join(parts) if parts else None
-
-    def _strip_prompt_echo(self, words: tuple[Word, ...]) -> tuple[Word, ...]:
+    def _strip_prompt_echo(self, words: tuple[Word, ...], request: DecodeRequest) -> tuple[Word, ...]:
         """Drop a leading run of words that only repeats the initial prompt.
 
         Whisper sometimes "continues" a prompt by reciting it, most of all over silence;
         those words are not in the audio.
         """
-        if not self.initial_prompt or not words:
+        if not self.initial_prompt or not words or request.options.prefix:
             return words
         target = normalize_word(self.initial_prompt)
         so_far = ""
@@ -328,13 +596,13 @@ class RealtimeWhisperProcessor:
         return words[echoed:] if len(so_far) >= min(4, len(target)) else words
 
     def _trim_buffer(self) -> None:
-        keep_from_s = self._anchor_s
-        drop = int(keep_from_s * SAMPLE_RATE) - self._audio_start
+        drop = int(self._anchor_s * SAMPLE_RATE) - self._audio_start
         if drop > SAMPLE_RATE:  # trim in ≥ 1 s steps to avoid copying on every update
             self._audio = self._audio[drop:].copy()
             self._audio_start += drop
 
-    def _event(self, is_final: bool, words: tuple[Word, ...], start_s: float, end_s: float) -> TranscriptEvent:
+    def _event(self, is_final: bool, words: tuple[Word, ...], start_s: float, end_s: float, *,
+               end_of_utterance: bool = False) -> TranscriptEvent:
         language, probability = self._detected if self._detected[0] is not None else self._guess
         event = TranscriptEvent(
             segment_id=self._segment_id,
@@ -346,6 +614,7 @@ class RealtimeWhisperProcessor:
             words=tuple(words),
             language=language,
             language_probability=probability,
+            end_of_utterance=end_of_utterance,
         )
         self._sequence += 1
         if is_final:
@@ -353,6 +622,8 @@ class RealtimeWhisperProcessor:
             self._partial_text = ""
         else:
             self._partial_text = event.text
+            if event.text:
+                self._utterance_has_text = True
         return event
 
 
@@ -360,3 +631,8 @@ def _clamp(word: Word, window: Window) -> Word:
     start = min(max(word.start_s, window.start_s), window.end_s)
     end = min(max(word.end_s, start), window.end_s)
     return Word(word.text, start, end, word.probability)
+
+
+def _check_seconds(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{name} must be a number of seconds from {low:g} to {high:g}, got {value!r}")

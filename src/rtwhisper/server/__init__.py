@@ -24,6 +24,21 @@ def serve(config: ServerConfig) -> None:
 
     from .app import create_app as _create_app
 
+    _configure_logging()
     app = _create_app(config)
     uvicorn.run(app, host=config.host, port=config.port, ws_max_size=4 * config.max_frame_bytes,
                 ws="websockets-sansio", log_level="info", timeout_graceful_shutdown=5)
+
+
+def _configure_logging() -> None:
+    """rtwhisper's own log lines (stream start/end, warnings) on stderr; ``RTWHISPER_LOG_LEVEL`` sets the level."""
+    import logging
+    import os
+
+    logger = logging.getLogger("rtwhisper")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(os.environ.get("RTWHISPER_LOG_LEVEL", "INFO").upper())
+    logger.propagate = False

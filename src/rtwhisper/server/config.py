@@ -12,9 +12,10 @@ from ..presets import get_preset
 class ServerConfig:
     """How ``rtwhisper serve`` runs.
 
-    Defaults are safe to leave on: bound to localhost (exposing it is a decision, as with
-    Jupyter and Ollama), a connection cap, a frame cap of 1 MiB (16 s of float32 audio,
-    far above the guide's 0.1 s frames), a 100 MiB upload cap and a 60 s idle timeout.
+    Defaults are safe to leave on: bound to localhost and answering only to the loopback
+    names (exposing it is a decision, as with Jupyter and Ollama), a connection cap and
+    admission control, a frame cap of 1 MiB (16 s of float32 audio, far above the guide's
+    0.1 s frames), a 100 MiB / one-hour upload cap and a 60 s idle timeout.
     """
 
     preset: str = "low_latency"
@@ -26,22 +27,41 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8765
     max_connections: int = 16
+    """Hard cap on live streams; below it, admission control refuses streams the engine has no room for."""
     max_frame_bytes: int = 1 << 20
     max_upload_bytes: int = 100 << 20
+    max_upload_s: float = 3600.0
+    """Longest decoded upload: bytes do not bound samples (an hour of silence is a 641 KB FLAC)."""
+    max_concurrent_uploads: int = 2
+    """Uploads decoded at once; more wait their turn (each holds up to ``max_upload_s`` of audio)."""
     max_backlog_s: float = 600.0
     """Audio a stream may have sent ahead of recognition before it is refused (memory bound)."""
     idle_timeout_s: float = 60.0
+    stall_flush_s: float = 0.6
+    """A stream that sends no audio for this long gets its last words final (it stays open).
+    Live clients send every 20–100 ms; 0.6 s of nothing means the speaker's device stopped."""
+    max_batch: int = 8
+    """Windows of different streams decoded in one engine call, at most."""
+    batch_wait_s: float = 0.02
+    """How long a due window may wait for others to share its batch."""
+    max_delay_s: float = 1.0
+    """Admission control: refuse new streams while due windows wait longer than this (p90)."""
     api_key: str | None = None
     allowed_origins: tuple[str, ...] = ()
     """Browser origins allowed besides the server's own; ``("*",)`` allows any."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names the server answers to; empty: the loopback names when bound to loopback, else any."""
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises ConfigError for an unknown one
-        for name in ("max_connections", "max_frame_bytes", "max_upload_bytes"):
+        for name in ("max_connections", "max_frame_bytes", "max_upload_bytes", "max_concurrent_uploads",
+                     "max_batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("idle_timeout_s", "max_backlog_s"):
+        if not self.batch_wait_s >= 0:
+            raise ConfigError(f"batch_wait_s must be >= 0 seconds, got {self.batch_wait_s!r}")
+        for name in ("idle_timeout_s", "max_backlog_s", "max_upload_s", "stall_flush_s", "max_delay_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {getattr(self, name)!r}")
         if not 0 <= self.port <= 65535:

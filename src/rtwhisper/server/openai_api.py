@@ -12,44 +12,41 @@ rtwhisper decodes deterministically (see :mod:`rtwhisper.engine`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import PlainTextResponse, Response
 
 from ..engine import DecodeOptions, FileTranscript
 from ..subtitles import cues_from_words, to_srt, to_vtt
-
-if TYPE_CHECKING:
-    from .app import ServerState
+from .routes import decode_upload, transcribe_upload
+from .state import ServerState
 
 ResponseFormat = Literal["json", "text", "srt", "vtt", "verbose_json"]
 MODEL_ALIASES = ("whisper-1",)
 
 
 def add_openai_routes(app: FastAPI, state: ServerState) -> None:
-    """Register both endpoints on ``app``."""
-    from .app import read_upload, require_key, transcribe_upload
+    """Register both endpoints on ``app`` (the key, if any, was checked before the body was read)."""
 
-    async def handle(request: Request, task: str, file: UploadFile, model: str, language: str | None,
+    async def handle(task: str, file: UploadFile, model: str, language: str | None,
                      prompt: str | None, response_format: ResponseFormat,
                      granularities: list[str] | None) -> Response | dict[str, Any]:
-        require_key(state, request)
         accepted = (*MODEL_ALIASES, state.config.resolved_model_name)
         if model not in accepted:
             raise HTTPException(400, f"model {model!r} is not served here; use one of: {', '.join(accepted)}")
         bad = sorted(set(granularities or ()) - {"word", "segment"})
         if bad:
             raise HTTPException(400, f"timestamp_granularities must be word and/or segment, got {', '.join(bad)}")
-        samples = await read_upload(file)
+        endpoint = "/v1/audio/translations" if task == "translate" else "/v1/audio/transcriptions"
+        samples = await decode_upload(state, file, endpoint)
         options = DecodeOptions(language=language or None, task=task, beam_size=5,  # type: ignore[arg-type]
                                 prompt=prompt or None)
-        result = await transcribe_upload(state, samples, options)
+        result = await transcribe_upload(state, samples, options, endpoint)
         return render(result, task, response_format, words="word" in (granularities or ()))
 
     @app.post("/v1/audio/transcriptions", summary="OpenAI-compatible transcription", tags=["openai"])
     async def transcriptions(
-        request: Request,
         file: Annotated[UploadFile, File()],
         model: Annotated[str, Form()],
         language: Annotated[str | None, Form()] = None,
@@ -59,12 +56,11 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
         timestamp_granularities: Annotated[list[str] | None, Form(alias="timestamp_granularities[]")] = None,
     ) -> Any:
         del temperature
-        return await handle(request, "transcribe", file, model, language, prompt, response_format,
+        return await handle("transcribe", file, model, language, prompt, response_format,
                             timestamp_granularities)
 
     @app.post("/v1/audio/translations", summary="OpenAI-compatible translation to English", tags=["openai"])
     async def translations(
-        request: Request,
         file: Annotated[UploadFile, File()],
         model: Annotated[str, Form()],
         prompt: Annotated[str | None, Form()] = None,
@@ -72,7 +68,7 @@ def add_openai_routes(app: FastAPI, state: ServerState) -> None:
         temperature: Annotated[float, Form(ge=0.0, le=1.0)] = 0.0,
     ) -> Any:
         del temperature
-        return await handle(request, "translate", file, model, None, prompt, response_format, None)
+        return await handle("translate", file, model, None, prompt, response_format, None)
 
 
 def render(result: FileTranscript, task: str, response_format: str, *, words: bool) -> Response | dict[str, Any]:

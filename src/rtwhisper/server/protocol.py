@@ -1,9 +1,16 @@
-"""The WebSocket protocol as a sans-I/O state machine: frames in, messages out.
+"""The native WebSocket protocol as a sans-I/O state machine: inputs in, actions out.
 
-:class:`StreamSession` does no I/O and starts no threads (the h11 / websockets sans-I/O
-pattern). The ASGI app in :mod:`rtwhisper.server.app` owns the socket, calls
-:meth:`StreamSession.receive_bytes` / :meth:`StreamSession.receive_text` for each frame,
-runs :meth:`StreamSession.recognise` off the event loop, and sends what they return.
+:class:`StreamSession` is the whole protocol of one stream, as the websockets library's
+``protocol.py`` is for WebSocket framing: it does no I/O, starts no threads and reads no
+clock of its own. The driver (:mod:`rtwhisper.server.ws`) hands it what happened — a frame,
+the time, events from the recogniser — and performs the :data:`Action` s it returns: send a
+message, open the recogniser stream, feed it audio, flush or finish it, close the socket.
+Every close decision (frame cap, backlog, idle, repeated bad input, overload) is made here,
+so the policy is tested in milliseconds without sockets or a model.
+
+States: ``AWAITING_CONFIG`` (no audio yet; a config message may come first) → ``STREAMING``
+(audio flows) → ``ENDING`` (``{"type": "end"}`` or the idle timeout: the last finals are on
+their way) → ``CLOSED``.
 
 Wire format (compatible with the guide's clients, which send binary float32 frames and
 read ``JSON.parse(data).text``):
@@ -15,35 +22,111 @@ read ``JSON.parse(data).text``):
   stream (the server flushes the remaining finals, sends ``{"type": "done"}`` and closes);
 * server → client, text: JSON with ``type`` ``ready`` | ``partial`` | ``final`` | ``lag`` |
   ``error`` | ``done``, and always a ``text`` (empty where not a transcript). Transcript
-  messages add ids, times, words and language (:meth:`rtwhisper.events.TranscriptEvent.to_dict`).
-  A client that sends no config gets finals only, so the guide's clients, which append
-  each message's ``text``, show each word once.
+  messages add ids, times, words, language and ``end_of_utterance``
+  (:meth:`rtwhisper.events.TranscriptEvent.to_dict`). A client that sends no config gets
+  finals only, so the guide's clients, which append each message's ``text``, show each
+  word once.
 """
 
 from __future__ import annotations
 
+import enum
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS, decode_pcm_bytes
+from ..audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS, check_sample_range, decode_pcm_bytes
 from ..engine import TASKS
-from ..errors import AudioFormatError, ConfigError, RtWhisperError
+from ..errors import AudioFormatError, ConfigError
 from ..events import TranscriptEvent
 from ..presets import PRESETS
 
 Message = dict[str, Any]
-ProcessorFactory = Callable[..., Any]
 
 CONFIG_KEYS = ("preset", "language", "task", "format", "sample_rate", "initial_prompt", "chunk_duration",
-               "overlap_duration", "beam_size", "partials")
+               "overlap_duration", "beam_size", "partials", "endpoint_silence_s")
 
 LAG_REPORT_S = 2.0
-"""Report lag once the server is this far behind the audio a client sent, and again each
-time it grows by as much (the guide's low-latency target is 1–2 s)."""
+"""Report lag once recognition is this far behind the audio a client sent (beyond the update
+step it is waiting for), and again each time it grows by as much (the guide's low-latency
+target is 1–2 s)."""
+
+# WebSocket close codes (RFC 6455 §7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # idle timeout
+CLOSE_POLICY = 1008  # too far behind, repeated bad input, auth
+CLOSE_TOO_BIG = 1009  # frame over max_frame_bytes
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013  # server full or overloaded
+
+
+class SessionState(enum.Enum):
+    AWAITING_CONFIG = "awaiting_config"
+    STREAMING = "streaming"
+    ENDING = "ending"
+    CLOSED = "closed"
+
+
+# -- actions: what the driver must do ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send this JSON message."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
+class Open:
+    """Create the recogniser stream with the client's settings (a preset and processor overrides).
+
+    The driver answers with :meth:`StreamSession.opened` or :meth:`StreamSession.open_failed`."""
+
+    preset: str | None
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class Feed:
+    """Give the recogniser this audio (float32 mono at the client's sample rate)."""
+
+    samples: np.ndarray
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Make what the recogniser heard final: the client went quiet."""
+
+
+@dataclass(frozen=True)
+class Finish:
+    """End the recogniser stream: its last finals follow, then :meth:`StreamSession.recogniser_closed`."""
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the socket with this code and reason; nothing more is sent."""
+
+    code: int
+    reason: str
+
+
+Action = Send | Open | Feed | Flush | Finish | Close
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """The server's policy for one stream (from :class:`~rtwhisper.server.config.ServerConfig`)."""
+
+    max_frame_bytes: int = 1 << 20
+    idle_timeout_s: float = 60.0
+    stall_flush_s: float = 0.6
+    max_backlog_s: float = 600.0
+    max_bad_frames: int = 10
+    """Invalid frames in a row after which the stream is closed (a well-behaved client sends none)."""
 
 
 @dataclass
@@ -59,6 +142,7 @@ class StreamConfig:
     chunk_duration: float | None = None
     overlap_duration: float | None = None
     beam_size: int | None = None
+    endpoint_silence_s: float | None = None
     partials: bool = False
     """Send partials too. Off for clients that send no config (the guide's clients append
     every message's ``text``, so they get finals only); on by default in a config message."""
@@ -97,7 +181,7 @@ class StreamConfig:
         if prompt is not None and not isinstance(prompt, str):
             raise ConfigError(f"initial_prompt must be a string, got {prompt!r}")
         config.initial_prompt = prompt
-        for name in ("chunk_duration", "overlap_duration"):
+        for name in ("chunk_duration", "overlap_duration", "endpoint_silence_s"):
             value = message.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
@@ -117,7 +201,7 @@ class StreamConfig:
         options: dict[str, Any] = {
             "language": self.language, "task": self.task, "initial_prompt": self.initial_prompt,
             "chunk_duration": self.chunk_duration, "overlap_duration": self.overlap_duration,
-            "beam_size": self.beam_size,
+            "beam_size": self.beam_size, "endpoint_silence_s": self.endpoint_silence_s,
         }
         options = {k: v for k, v in options.items() if v is not None}
         options["sample_rate"] = self.sample_rate  # frames are decoded here; the processor resamples
@@ -134,120 +218,216 @@ def error_message(code: str, message: str) -> Message:
 
 @dataclass
 class StreamSession:
-    """One WebSocket stream: parses frames, owns its processor, produces messages.
+    """One WebSocket stream's protocol (see the module docstring). Every method returns actions."""
 
-    ``make_processor(preset, **overrides)`` builds the processor (the server shares one
-    engine among all of them). The processor is created on the first audio frame, or at
-    the config message, so a config can only come first.
-    """
-
-    make_processor: ProcessorFactory
-    processor: Any = None
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    state: SessionState = SessionState.AWAITING_CONFIG
     config: StreamConfig = field(default_factory=StreamConfig)
-    ended: bool = False
     received_bytes: int = 0
-    _pending: list[np.ndarray] = field(default_factory=list)
+    received_s: float = 0.0
+    """Audio received, in seconds."""
+    recognised_s: float = 0.0
+    """Audio the recogniser has dealt with (reported with its events)."""
+    _opening: bool = False
+    _opened: bool = False
+    _pending_config: StreamConfig = field(default_factory=StreamConfig)  # a config waiting for its Open
+    _held: list[np.ndarray] = field(default_factory=list)  # audio received before the recogniser opened
+    _started_s: float = 0.0
+    _chunk_s: float = 0.0  # the recogniser's update step: lag within it is not lag
+    _last_audio_s: float | None = None
+    _flushed: bool = True
+    _bad_in_a_row: int = 0
     _lag_reported_s: float = 0.0
+    _now: float = 0.0
 
-    # -- frames in ------------------------------------------------------------------------
+    # -- inputs from the client -------------------------------------------------------------------
 
-    def receive_bytes(self, data: bytes) -> list[Message]:
-        """An audio frame. Returns error messages for a bad frame (nothing of it is kept)."""
-        if self.ended:
-            return [error_message("stream_ended", "audio after {\"type\": \"end\"}; open a new connection")]
-        try:
-            samples = decode_pcm_bytes(data, self.config.format, 1)
-            if samples.size and not np.isfinite(samples).all():
-                raise AudioFormatError("audio contains NaN or infinite samples; send finite PCM values")
-        except AudioFormatError as exc:
-            return [error_message("bad_audio", f"frame rejected: {exc}")]
-        try:
-            self._ensure_processor()  # the first accepted frame fixes the settings
-        except RtWhisperError as exc:
-            return [error_message("bad_config", str(exc))]
-        self.received_bytes += len(data)
-        if samples.size:
-            self._pending.append(samples)
+    def start(self, now: float) -> list[Action]:
+        """The socket was accepted at ``now``."""
+        self._now = self._started_s = now
         return []
 
-    def receive_text(self, text: str) -> list[Message]:
+    def receive_bytes(self, data: bytes, now: float) -> list[Action]:
+        """An audio frame."""
+        self._now = now
+        if self.state in (SessionState.ENDING, SessionState.CLOSED):
+            return self._bad("stream_ended", "audio after {\"type\": \"end\"}; open a new connection")
+        if len(data) > self.limits.max_frame_bytes:
+            return [Send(error_message(
+                "frame_too_big", f"a frame of {len(data)} bytes is over the limit of {self.limits.max_frame_bytes}; "
+                "send audio in smaller frames (0.1 s is 6400 bytes)")), *self._close(CLOSE_TOO_BIG, "frame too big")]
+        try:
+            samples = decode_pcm_bytes(data, self.config.format, 1)
+            check_sample_range(samples, self.config.format)
+        except AudioFormatError as exc:
+            return self._bad("bad_audio", f"frame rejected: {exc}")
+        self._bad_in_a_row = 0
+        self.received_bytes += len(data)
+        self.received_s += samples.size / self.config.sample_rate
+        self._last_audio_s = now
+        actions: list[Action] = []
+        if self.state is SessionState.AWAITING_CONFIG:
+            self.state = SessionState.STREAMING  # the first accepted frame fixes the settings
+            actions += self._open()
+        if samples.size:
+            self._flushed = False
+            if self._opened:
+                actions.append(Feed(samples))
+            else:
+                self._held.append(samples)
+        return actions + self._lag_actions()
+
+    def receive_text(self, text: str, now: float) -> list[Action]:
         """A JSON control message: ``config`` (first only) or ``end``."""
+        self._now = now
         try:
             message = json.loads(text)
-        except ValueError:
-            return [error_message("bad_message",
-                                  "text frames must be JSON such as {\"type\": \"config\", ...} or "
-                                  "{\"type\": \"end\"}; send audio as binary frames")]
+        except (ValueError, RecursionError):
+            return self._bad("bad_message", "text frames must be JSON such as {\"type\": \"config\", ...} or "
+                                            "{\"type\": \"end\"}; send audio as binary frames")
         if not isinstance(message, dict):
-            return [error_message("bad_message", "a text frame must hold a JSON object with a \"type\"")]
+            return self._bad("bad_message", "a text frame must hold a JSON object with a \"type\"")
         kind = message.get("type")
         if kind == "end" or message.get("eof") is True:
-            self.ended = True
-            return []
+            return self._end()
         if kind == "config":
-            if self.processor is not None:
-                return [error_message("bad_config", "config must be the first message, before any audio")]
+            if self.state is not SessionState.AWAITING_CONFIG or self._opening:
+                return self._bad("bad_config", "config must be the first message, before any audio")
             try:
                 config = StreamConfig.from_message(message)
-                self.processor = self.make_processor(config.preset, **config.overrides())
-            except RtWhisperError as exc:  # the previous settings stay in force
-                return [error_message("bad_config", str(exc))]
-            self.config = config
-            return [self.ready_message()]
-        return [error_message("bad_message", f"unknown message type {kind!r}; accepted: config, end")]
+            except ConfigError as exc:  # the previous settings stay in force
+                return self._bad("bad_config", str(exc))
+            self._pending_config = config
+            self._opening = True
+            return [Open(config.preset, config.overrides())]
+        return self._bad("bad_message", f"unknown message type {kind!r}; accepted: config, end")
 
-    # -- recognition (the app runs these off the event loop) --------------------------------
+    def tick(self, now: float) -> list[Action]:
+        """Time passed with no frame: stall flush and idle timeout."""
+        self._now = now
+        if self.state in (SessionState.ENDING, SessionState.CLOSED):
+            return []
+        since = now - (self._last_audio_s if self._last_audio_s is not None else self._started_s)
+        if since >= self.limits.idle_timeout_s - 1e-6:
+            if self.received_bytes:
+                # A client that stopped sending without {"type": "end"} (websocat -n at the end of
+                # its input): its audio is still transcribed to the end, then the socket closes.
+                return [Send(error_message("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; "
+                                                           "finishing the stream")), *self._end()]
+            return [Send(error_message("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; closing")),
+                    *self._close(CLOSE_GOING_AWAY, "idle timeout")]
+        if not self._flushed and self._opened and since >= self.limits.stall_flush_s - 1e-6:
+            self._flushed = True  # once per stall: the last words become final without waiting
+            return [Flush()]
+        return []
 
-    @property
-    def has_pending_audio(self) -> bool:
-        return bool(self._pending)
-
-    def take_pending(self) -> list[np.ndarray]:
-        """Audio received since the last call, to feed before :meth:`recognise` (loop thread)."""
-        pending, self._pending = self._pending, []
-        return pending
-
-    def recognise(self, blocks: list[np.ndarray]) -> list[Message]:
-        """Feed the blocks and run the recognition that is due. Blocking: call it in a worker."""
-        self._ensure_processor()
-        for block in blocks:
-            self.processor.feed(block)
-        return self._messages(self.processor.results())
-
-    def finish(self, blocks: list[np.ndarray]) -> list[Message]:
-        """Feed the last blocks, flush every remaining final, then ``done``. Blocking."""
-        self._ensure_processor()
-        for block in blocks:
-            self.processor.feed(block)
-        messages = self._messages(self.processor.finish())
-        messages.append({"type": "done", "text": "", "audio_s": round(self.processor.fed_duration_s, 3)})
-        return messages
-
-    def lag_message(self) -> Message | None:
-        """A ``lag`` report when recognition fell behind what the client sent (see LAG_REPORT_S)."""
-        if self.processor is None:
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` must be called next if no frame comes first (``None``: no timer)."""
+        if self.state in (SessionState.ENDING, SessionState.CLOSED):
             return None
-        pending_s = sum(b.size for b in self._pending) / self.config.sample_rate
-        sent_s = self.processor.fed_duration_s + pending_s
-        lag_s = sent_s - self.processor.heard_until_s
+        last = self._last_audio_s if self._last_audio_s is not None else self._started_s
+        idle = last + self.limits.idle_timeout_s
+        if not self._flushed and self._opened:
+            return min(idle, last + self.limits.stall_flush_s)
+        return idle
+
+    # -- inputs from the recogniser ---------------------------------------------------------------
+
+    def opened(self, info: dict[str, Any]) -> list[Action]:
+        """The recogniser stream exists (``info``: what the ready message reports)."""
+        self._opened = True
+        self._chunk_s = float(info.get("chunk_duration") or 0.0)
+        actions: list[Action] = []
+        if self._opening:  # a config message asked for it: tell the client what it got
+            self.config = self._pending_config
+            self._opening = False
+            actions.append(Send({"type": "ready", "text": "", **info, "format": self.config.format,
+                                 "sample_rate": self.config.sample_rate}))
+        actions += [Feed(samples) for samples in self._held]
+        self._held = []
+        if self.state is SessionState.ENDING:
+            actions.append(Finish())
+        return actions
+
+    def open_failed(self, code: str, reason: str, *, refused: bool = False) -> list[Action]:
+        """The recogniser stream could not be made: a bad config (the stream goes on) or no room."""
+        if refused:
+            return [Send(error_message(code, reason)), *self._close(CLOSE_TRY_AGAIN, code.replace("_", " "))]
+        self._opening = False
+        if self.state is SessionState.STREAMING:  # audio came with settings that cannot work
+            return [Send(error_message(code, reason)), *self._close(CLOSE_POLICY, "bad configuration")]
+        return [Send(error_message(code, reason))]
+
+    def recognised(self, events: list[TranscriptEvent], recognised_s: float) -> list[Action]:
+        """Events from the recogniser; ``recognised_s``: how much audio it has dealt with."""
+        self.recognised_s = max(self.recognised_s, recognised_s)
+        if self.state is SessionState.CLOSED:
+            return []
+        actions: list[Action] = [Send(e.to_dict()) for e in events if e.is_final or self.config.partials]
+        return actions + self._lag_actions()
+
+    def recogniser_closed(self, reason: str | None, audio_s: float) -> list[Action]:
+        """The recogniser stream ended: after :class:`Finish` (``reason`` is ``None``) or on its own."""
+        if self.state is SessionState.CLOSED:
+            return []
+        if reason is None:
+            return [Send({"type": "done", "text": "", "audio_s": round(audio_s, 3)}),
+                    *self._close(CLOSE_NORMAL, "end of stream")]
+        overloaded = reason.startswith("overloaded")
+        return [Send(error_message("overloaded" if overloaded else "internal", reason)),
+                *self._close(CLOSE_TRY_AGAIN if overloaded else CLOSE_INTERNAL,
+                             "overloaded" if overloaded else "internal error")]
+
+    def disconnected(self) -> list[Action]:
+        """The client went away: nothing to send."""
+        self.state = SessionState.CLOSED
+        return []
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _open(self) -> list[Action]:
+        if self._opening or self._opened:
+            return []
+        self._opening = False
+        return [Open(self.config.preset, self.config.overrides())]
+
+    def _end(self) -> list[Action]:
+        if self.state in (SessionState.ENDING, SessionState.CLOSED):
+            return []
+        if self.state is SessionState.AWAITING_CONFIG and not self._opening and not self._opened:
+            self.state = SessionState.ENDING
+            return [Send({"type": "done", "text": "", "audio_s": 0.0}), *self._close(CLOSE_NORMAL, "end of stream")]
+        self.state = SessionState.ENDING
+        return [Finish()] if self._opened else []
+
+    def _bad(self, code: str, message: str) -> list[Action]:
+        """An error for a bad input; the stream goes on, unless the client sends nothing else."""
+        self._bad_in_a_row += 1
+        actions: list[Action] = [Send(error_message(code, message))]
+        if self._bad_in_a_row >= self.limits.max_bad_frames:
+            actions += [Send(error_message("too_many_errors", f"{self._bad_in_a_row} invalid frames in a row; "
+                                                              "closing"))]
+            actions += self._close(CLOSE_POLICY, "too many invalid frames")
+        return actions
+
+    def _lag_actions(self) -> list[Action]:
+        """A ``lag`` report when recognition is behind (see LAG_REPORT_S); a close past the backlog limit."""
+        if not self._opened:
+            return []
+        # Audio within one update step of the last one is waiting for its turn, not late.
+        lag_s = max(0.0, self.received_s - self.recognised_s - self._chunk_s)
+        if lag_s > self.limits.max_backlog_s:
+            return [Send(error_message("backlog", f"{lag_s:.0f} s of audio waiting, over the limit of "
+                                                  f"{self.limits.max_backlog_s:g} s; send audio no faster than "
+                                                  "real time")), *self._close(CLOSE_POLICY, "too far behind")]
         if lag_s < self._lag_reported_s + LAG_REPORT_S:
             if lag_s < LAG_REPORT_S:
                 self._lag_reported_s = 0.0
-            return None
+            return []
         self._lag_reported_s = lag_s
-        return {"type": "lag", "text": "", "lag_s": round(lag_s, 2), "received_s": round(sent_s, 2),
-                "recognised_s": round(self.processor.heard_until_s, 2)}
+        return [Send({"type": "lag", "text": "", "lag_s": round(lag_s, 2), "received_s": round(self.received_s, 2),
+                      "recognised_s": round(self.recognised_s, 2)})]
 
-    def ready_message(self) -> Message:
-        proc = self.processor
-        return {"type": "ready", "text": "", "model": getattr(proc, "model_name", None), "language": proc.language,
-                "task": proc.task, "format": self.config.format, "sample_rate": self.config.sample_rate,
-                "chunk_duration": proc.config.chunk_duration, "overlap_duration": proc.config.overlap_duration}
-
-    def _messages(self, events: list[TranscriptEvent]) -> list[Message]:
-        return [e.to_dict() for e in events if e.is_final or self.config.partials]
-
-    def _ensure_processor(self) -> None:
-        if self.processor is None:
-            self.processor = self.make_processor(self.config.preset, **self.config.overrides())
-
+    def _close(self, code: int, reason: str) -> list[Action]:
+        self.state = SessionState.CLOSED
+        return [Close(code, reason)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -19,21 +20,35 @@ from .base import DEFAULT_BLOCK_S, AudioBlock, BlockClock, SourceError
 
 
 class FileSource:
-    """Decode a media file into blocks of 16 kHz mono float32."""
+    """Decode a media file (a path, or an open binary file such as an upload) into blocks of 16 kHz mono float32."""
 
-    def __init__(self, path: str | Path, *, block_s: float = DEFAULT_BLOCK_S, realtime: bool = False) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path | IO[bytes], *, block_s: float = DEFAULT_BLOCK_S,
+                 realtime: bool = False, name: str | None = None) -> None:
+        self._file: IO[bytes] | None = None
+        if isinstance(path, (str, Path)):
+            self.path = Path(path)
+            if not self.path.is_file():
+                raise SourceError(f"cannot read {self.path}: no such file")
+        else:
+            self._file = path
+            self.path = Path(name or getattr(path, "name", None) or "upload")
         self.block = max(1, int(block_s * SAMPLE_RATE))
         self.live = realtime
-        if not self.path.is_file():
-            raise SourceError(f"cannot read {self.path}: no such file")
         self.duration_s = self._probe()
+
+    def _open(self) -> Any:
+        import av
+
+        if self._file is None:
+            return av.open(str(self.path), metadata_errors="ignore")
+        self._file.seek(0)
+        return av.open(self._file, metadata_errors="ignore")
 
     def _probe(self) -> float | None:
         import av
 
         try:
-            with av.open(str(self.path), metadata_errors="ignore") as container:
+            with self._open() as container:
                 if not container.streams.audio:
                     raise SourceError(f"{self.path} has no audio stream")
                 stream = container.streams.audio[0]
@@ -54,7 +69,7 @@ class FileSource:
         pending = np.zeros(0, dtype=np.float32)
         started = time.monotonic()
         try:
-            with av.open(str(self.path), metadata_errors="ignore") as container:
+            with self._open() as container:
                 resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
                 stream = container.streams.audio[0]
                 for frame in self._frames(container, stream):

@@ -31,13 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from .engine import FasterWhisperEngine
-from .events import TranscriptEvent, Word
-from .merger import normalize_word
-from .metrics import cer, normalize_text, wer
-from .models import resolve_model
-from .presets import get_preset
-from .processor import RealtimeWhisperProcessor
+from ..engine import WhisperEngine
+from ..events import TranscriptEvent, Word
+from ..metrics import cer, normalize_text, wer
+from ..models import resolve_model
+from ..presets import get_preset
+from ..processor import RealtimeWhisperProcessor
 
 BLOCK_S = 0.1
 
@@ -55,6 +54,9 @@ class BenchConfig:
     task: str = "transcribe"
     initial_prompt: str | None = None
     note: str = ""
+    endpoint_silence_s: float = 0.5
+    endpoint_max_silence_s: float = 0.5
+    commit_probability: float | None = None
 
     @classmethod
     def from_preset(cls, preset: str, available: Sequence[str], fallback: str = "base") -> BenchConfig:
@@ -64,7 +66,15 @@ class BenchConfig:
             note = f"preset names {model}, not installed: {fallback} substituted"
             model = fallback
         return cls(f"preset:{preset}", model, p.chunk_duration, p.overlap_duration, p.beam_size, p.language,
-                   p.task, p.initial_prompt, note)
+                   p.task, p.initial_prompt, note, p.endpoint_silence_s, p.endpoint_max_silence_s,
+                   p.commit_probability)
+
+    def processor_options(self) -> dict[str, Any]:
+        """Keyword arguments for :class:`RealtimeWhisperProcessor` (all but the engine and language)."""
+        return {"chunk_duration": self.chunk_duration, "overlap_duration": self.overlap_duration,
+                "beam_size": self.beam_size, "task": self.task, "initial_prompt": self.initial_prompt,
+                "endpoint_silence_s": self.endpoint_silence_s, "endpoint_max_silence_s": self.endpoint_max_silence_s,
+                "commit_probability": self.commit_probability}
 
 
 @dataclass
@@ -98,7 +108,7 @@ def load_audio(path: Path) -> np.ndarray:
         with wave.open(str(path)) as w:
             if w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2:
                 return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-    from .sources import FileSource
+    from ..sources import FileSource
 
     return np.concatenate([b.samples for b in FileSource(path)])
 
@@ -110,22 +120,6 @@ def error_rate(lang: str, reference: str, hypothesis: str) -> float:
 
 def percentile(values: Sequence[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
-
-
-def _first_partial_times(
-    timeline: list[tuple[float, TranscriptEvent]], finals: list[tuple[float, Word]]
-) -> list[float]:
-    """For each final word, the clock of the first event (partial or final) that showed it."""
-    shown: list[tuple[str, float, float]] = []  # (key, word mid time, clock)
-    for clock, event in timeline:
-        for w in event.words:
-            shown.append((normalize_word(w.text), (w.start_s + w.end_s) / 2, clock))
-    out = []
-    for clock, word in finals:
-        key, mid = normalize_word(word.text), (word.start_s + word.end_s) / 2
-        first = min((c for k, m, c in shown if k == key and abs(m - mid) < 0.6 and c <= clock), default=clock)
-        out.append(first - word.end_s)
-    return out
 
 
 def simulate(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndarray, *, aware: bool
@@ -196,16 +190,17 @@ class Bench:
         self.device = device
         self.compute_type = compute_type
         self.progress = progress or (lambda message: None)
-        self.engines: dict[str, FasterWhisperEngine] = {}
+        self.engines: dict[str, WhisperEngine] = {}
         self.load_s: dict[str, float] = {}
         self.audio: dict[str, np.ndarray] = {}
         self.offline: dict[tuple[str, int, str | None, str, str], tuple[str, float]] = {}
         self.plain_models: dict[str, Any] = {}
+        self.timelines: dict[tuple[str, str, str], list[Word]] = {}
 
-    def engine(self, model_name: str) -> FasterWhisperEngine:
+    def engine(self, model_name: str) -> WhisperEngine:
         if model_name not in self.engines:
             started = time.perf_counter()
-            self.engines[model_name] = FasterWhisperEngine(resolve_model(model_name), device=self.device,
+            self.engines[model_name] = WhisperEngine(resolve_model(model_name), device=self.device,
                                                            compute_type=self.compute_type)
             self.load_s[model_name] = time.perf_counter() - started
         return self.engines[model_name]
@@ -260,13 +255,9 @@ class Bench:
             language = config.language or (entry["lang"] if engine.multilingual else "en")
 
             def make(language: str = language) -> RealtimeWhisperProcessor:
-                return RealtimeWhisperProcessor(
-                    engine=engine, chunk_duration=config.chunk_duration, overlap_duration=config.overlap_duration,
-                    beam_size=config.beam_size, language=language, task=config.task,
-                    initial_prompt=config.initial_prompt)
+                return RealtimeWhisperProcessor(engine=engine, language=language, **config.processor_options())
 
             timeline, compute_s = simulate(make, audio, aware=True)
-            finals = [(c, w) for c, e in timeline if e.is_final for w in e.words]
             text = " ".join(e.text for _, e in timeline if e.is_final and e.text)
             offline, _ = self.offline_text(config.model_name, config.beam_size, entry, config.task, language)
             reference = entry["text"]
@@ -276,15 +267,35 @@ class Bench:
                 off_err, st_err = error_rate(entry["lang"], reference, offline), error_rate(entry["lang"], reference,
                                                                                             text)
             duplicated, lost = seam_errors(offline, text)
+            final, partial = self.latencies(config.model_name, entry, language, timeline, len(audio) / 16000)
             result = FileResult(
                 entry["path"], entry["lang"], len(audio) / 16000, off_err, st_err, st_err - off_err,
-                [c - w.end_s for c, w in finals], _first_partial_times(timeline, finals), [], compute_s,
-                duplicated, lost, text, offline)
+                final, partial, [], compute_s, duplicated, lost, text, offline)
             if unaware:
                 timeline_u, _ = simulate(make, audio, aware=False)
-                result.unaware_final_latencies_s = [c - w.end_s for c, e in timeline_u if e.is_final for w in e.words]
+                result.unaware_final_latencies_s = self.latencies(config.model_name, entry, language, timeline_u,
+                                                                  len(audio) / 16000)[0]
             results.append(result)
         return summarize(config, results, self.load_s.get(config.model_name, 0.0))
+
+    def word_timeline(self, model_name: str, entry: dict[str, Any], language: str) -> list[Word]:
+        """Word end times from one offline run (beam 5, word timestamps, no VAD): latency's reference clock."""
+        from .realtime import offline_timeline
+
+        key = (model_name, entry["path"], language)
+        if key not in self.timelines:
+            self.timelines[key] = offline_timeline(self.engine(model_name).whisper_model, self._audio(entry["path"]),
+                                                   language)
+        return self.timelines[key]
+
+    def latencies(self, model_name: str, entry: dict[str, Any], language: str,
+                  timeline: list[tuple[float, TranscriptEvent]], duration_s: float) -> tuple[list[float], list[float]]:
+        """(final, partial) latency of every word, against the offline word timeline (``../shared/MEASURING.md``)."""
+        from .realtime import score_stream
+
+        record = {"messages": [(clock, event.to_dict()) for clock, event in timeline], "last_frame_s": duration_s}
+        scored = score_stream(record, self.word_timeline(model_name, entry, language), None)
+        return scored["final_latencies_s"], scored["partial_latencies_s"]
 
     def offline_config(self, model_name: str, beam_size: int) -> dict[str, Any]:
         rows = []
@@ -314,58 +325,6 @@ class Bench:
         after = _rss_mb()
         return {"rss_before_mb": before, "rss_after_mb": after, "extra_mb_per_stream": (after - before) / streams,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-    def capacity(self, config: BenchConfig, *, seconds: float = 30.0, max_streams: int = 8,
-                 p90_limit_s: float = 2.0) -> dict[str, Any]:
-        """Most concurrent real-time streams one process sustains with final-latency p90 under the limit."""
-        engine = self.engine(config.model_name)
-        entry = next((e for e in self.entries if e.get("long") and e["lang"] == "en"), self.entries[0])
-        audio = self._audio(entry["path"])[: int(seconds * 16000)]
-        tried: dict[int, float | None] = {}
-        best = 0
-        n = 1
-        while n <= max_streams:
-            self.progress(f"capacity {config.name}: {n} stream(s)")
-            p90 = percentile(_concurrent_latencies(engine, config, audio, n), 90)
-            tried[n] = p90
-            if p90 is not None and p90 < p90_limit_s:
-                best = n
-            if p90 is None or p90 >= 3 * p90_limit_s:  # far past the limit: more streams only add lag
-                break
-            n *= 2
-        return {"config": config.name, "audio_s": seconds, "p90_limit_s": p90_limit_s, "streams": best,
-                "p90_by_streams": tried}
-
-
-def _concurrent_latencies(engine: FasterWhisperEngine, config: BenchConfig, audio: np.ndarray, n: int) -> list[float]:
-    """N live streams of the same audio served round-robin by one process on one virtual clock."""
-    procs = [RealtimeWhisperProcessor(engine=engine, chunk_duration=config.chunk_duration,
-                                      overlap_duration=config.overlap_duration, beam_size=config.beam_size,
-                                      language="en") for _ in range(n)]
-    fed = [0] * n
-    clock = 0.0
-    latencies: list[float] = []
-    block = int(BLOCK_S * 16000)
-    while min(fed) < len(audio):
-        progressed = False
-        for i, proc in enumerate(procs):
-            available = min(len(audio), int(clock * 16000))
-            if available > fed[i]:
-                proc.feed(audio[fed[i]:available])
-                fed[i] = available
-                started = time.perf_counter()
-                events = proc.results()
-                clock += time.perf_counter() - started
-                latencies += [clock - w.end_s for e in events if e.is_final for w in e.words]
-                progressed = True
-        if not progressed:
-            clock = (min(fed) + block) / 16000
-    for proc in procs:
-        started = time.perf_counter()
-        events = proc.finish()
-        clock = max(clock, len(audio) / 16000) + time.perf_counter() - started
-        latencies += [clock - w.end_s for e in events if e.is_final for w in e.words]
-    return latencies
 
 
 def _rss_mb() -> float:
@@ -410,7 +369,7 @@ def environment(device: str, compute_type: str) -> dict[str, Any]:
     import ctranslate2
     import faster_whisper
 
-    from . import __version__
+    from .. import __version__
 
     cpu = platform.processor()
     try:
@@ -426,22 +385,29 @@ def environment(device: str, compute_type: str) -> dict[str, Any]:
 
 
 def default_configs(available: Sequence[str], *, quick: bool = False) -> list[BenchConfig]:
-    """The comparisons of one run: the main settings on both models, the presets, a chunk/overlap sweep."""
-    configs = [BenchConfig("base 2s/0.2s", "base", 2.0, 0.2)]
+    """The comparisons of one run: the main settings on both models, the presets, and a sweep of the knobs."""
+    configs = [BenchConfig("base 0.5s", "base", 0.5, 0.2)]
     if "tiny.en" in available:
-        configs.append(BenchConfig("tiny.en 2s/0.2s", "tiny.en", 2.0, 0.2))
+        configs.append(BenchConfig("tiny.en 0.5s", "tiny.en", 0.5, 0.2))
     if quick:
         return configs
-    configs += [BenchConfig.from_preset(p, available) for p in ("low_latency", "high_accuracy", "korean", "captions")]
-    # The guide: "words cut at chunk edges: longer overlap (0.5 → 1.0)". Does more overlap help?
-    configs += [BenchConfig(f"sweep base {c:g}s/{o:g}s", "base", c, o)
-                for c, o in ((1.0, 0.0), (2.0, 0.0), (2.0, 0.5), (5.0, 0.5), (5.0, 1.0))]
+    configs += [BenchConfig.from_preset(p, available) for p in ("high_accuracy", "korean", "captions")]
+    # The knobs against each other: update step, the commit rule, the endpoint pause.
+    configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (1.0, 2.0)]
+    configs += [BenchConfig("sweep base 0.5s commit p>=0.9", "base", 0.5, 0.2, commit_probability=0.9),
+                BenchConfig("sweep base 0.5s endpoint 0.3s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
+                            endpoint_max_silence_s=0.3),
+                BenchConfig("sweep base 0.5s endpoint 0.3/1.0s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
+                            endpoint_max_silence_s=1.0),
+                BenchConfig("sweep base 0.5s endpoint 1.0s", "base", 0.5, 0.2, endpoint_silence_s=1.0,
+                            endpoint_max_silence_s=1.0)]
     return configs
 
 
 def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | None = None, device: str = "cpu",
                   compute_type: str = "auto", quick: bool = False, include_long: str = "main",
-                  capacity: bool = True, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  capacity: bool = True, realtime: bool = True,
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every configuration over ``folder`` and write ``results.json``, ``results.md`` and plots to ``out``.
 
     ``include_long``: ``"all"`` runs long files for every configuration, ``"main"`` only for the
@@ -449,7 +415,7 @@ def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | N
     """
     import ctranslate2
 
-    from .models import installed_models
+    from ..models import installed_models
 
     # The offline baseline is plain faster-whisper, whose temperature fallback samples. Its
     # worker threads seed their generators from this on first use, so a run's fixed call
@@ -469,107 +435,15 @@ def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | N
         "streaming": streaming, "offline": offline, "model_load_s": bench.load_s,
         "memory": bench.memory_per_stream(configs[0].model_name),
     }
-    if capacity:
-        # The main configuration, and the one whose policy alone has the lowest final-latency p90
-        # (with a 2 s chunk, agreement alone keeps p90 above 2 s, so the target needs shorter chunks).
-        fastest = min(range(len(streaming)),
-                      key=lambda i: streaming[i]["unaware_final_latency_s"]["p90"] or float("inf"))
-        chosen = [configs[0]] + ([configs[fastest]] if fastest != 0 else [])
-        report["capacity"] = [bench.capacity(c) for c in chosen]
+    if realtime:
+        from .realtime import realtime_section
+
+        report["realtime"] = realtime_section(folder, bench.entries, available, progress=bench.progress,
+                                              capacity=capacity, batching_engine=bench.engine(configs[0].model_name))
     report["wall_s"] = time.perf_counter() - started
+    from .report import write_report
+
     write_report(report, out)
     return report
 
 
-def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
-    return "–" if value is None or value != value else f"{value * scale:.{digits}f}"
-
-
-def markdown(report: dict[str, Any]) -> str:
-    env = report["environment"]
-    lines = [
-        "# Benchmark results", "",
-        f"Set: `{report['set']}`. Machine: {env['cpu']}, {env['cores']} cores, device {env['device']} "
-        f"({env['compute_type']}); faster-whisper {env['faster_whisper']}, CTranslate2 {env['ctranslate2']}; "
-        f"{env['date']}. Wall time {report['wall_s']:.0f} s.", "",
-        "## Streaming", "",
-        "| configuration | model | chunk/overlap | beam | WER en % | offline % | penalty | CER ko % | penalty | "
-        "final p50/p90/max s | partial p50 s | unaware final p50/p90 s | RTF | dup | lost |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for s in report["streaming"]:
-        c, f, p, u = s["config"], s["final_latency_s"], s["partial_latency_s"], s["unaware_final_latency_s"]
-        lines.append(
-            f"| {s['name']} | {c['model_name']} | {c['chunk_duration']:g}/{c['overlap_duration']:g} | "
-            f"{c['beam_size']} | {_fmt(s['wer_en'], 100)} | {_fmt(s['offline_wer_en'], 100)} | "
-            f"{_fmt(s['penalty_en'], 100)} | {_fmt(s['cer_ko'], 100)} | {_fmt(s['penalty_ko'], 100)} | "
-            f"{_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | {_fmt(p['p50'])} | "
-            f"{_fmt(u['p50'])}/{_fmt(u['p90'])} | {_fmt(s['rtf'], digits=3)} | {s['duplicated_words']} | "
-            f"{s['lost_words']} |")
-    notes = [f"- {s['name']}: {s['config']['note']}" for s in report["streaming"] if s["config"]["note"]]
-    if notes:
-        lines += ["", *notes]
-    lines += ["", "## Offline baseline (same models, whole files, faster-whisper with VAD)", "",
-              "| configuration | WER en % | CER ko % | RTF |", "| --- | --- | --- | --- |"]
-    for o in report["offline"]:
-        lines.append(f"| {o['name']} | {_fmt(o['wer_en'], 100)} | {_fmt(o['cer_ko'], 100)} | "
-                     f"{_fmt(o['rtf'], digits=3)} |")
-    m = report["memory"]
-    lines += ["", "## Cost", "",
-              "- Model load: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["model_load_s"].items()),
-              f"- Peak RSS {m['peak_rss_mb']:.0f} MiB; each added live stream {m['extra_mb_per_stream']:.2f} MiB"]
-    for cap in report.get("capacity", []):
-        tried = ", ".join(f"{n}: {_fmt(v)} s" for n, v in cap["p90_by_streams"].items())
-        lines.append(f"- Capacity ({cap['config']}, {cap['audio_s']:.0f} s of speech per stream): "
-                     f"**{cap['streams']}** concurrent real-time stream(s) with final-latency p90 under "
-                     f"{cap['p90_limit_s']:g} s (p90 by number of streams: {tried})")
-    lines += ["", "Columns: WER/CER of the final transcript against the reference (normalizer: "
-              "`rtwhisper.metrics`); penalty = streaming − offline of the same model and beam; latencies per word, "
-              "computation-aware on a virtual clock; unaware = infinitely fast compute; RTF = compute s per audio "
-              "s; dup/lost = words duplicated or dropped against the offline transcript.", ""]
-    return "\n".join(lines)
-
-
-def write_report(report: dict[str, Any], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=float) + "\n",
-                                      encoding="utf-8")
-    (out / "results.md").write_text(markdown(report), encoding="utf-8")
-    plot(report, out)
-
-
-def plot(report: dict[str, Any], out: Path) -> None:
-    """latency_cdf.png (final latency per configuration) and penalty_vs_latency.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for s in report["streaming"]:
-        values = sorted(x for f in s["files"] for x in f["final_latencies_s"])
-        if values:
-            ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=s["name"])
-    ax.set_xlabel("final latency per word (s, computation-aware)")
-    ax.set_ylabel("fraction of words")
-    ax.set_title("Final-latency CDF")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "latency_cdf.png", dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for s in report["streaming"]:
-        x, y = s["final_latency_s"]["p50"], s["penalty_en"]
-        if x is not None and y is not None:
-            ax.scatter([x], [y * 100])
-            ax.annotate(s["name"], (x, y * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set_xlabel("final latency p50 (s)")
-    ax.set_ylabel("WER penalty, streaming − offline (points)")
-    ax.set_title("Accuracy cost against latency (English)")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "penalty_vs_latency.png", dpi=110)
-    plt.close(fig)

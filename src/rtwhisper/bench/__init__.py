@@ -1,0 +1,12 @@
+"""Benchmarks: accuracy, latency, cost and capacity of streaming, against offline.
+
+* :mod:`.simulate` — the virtual clock (computation-aware, whisper_streaming's method) over a
+  manifest folder, and the whole ``rtwhisper bench`` run;
+* :mod:`.realtime` — a real server and real clients at real-time pace (``../shared/MEASURING.md``);
+* :mod:`.client` — that client, run as its own process;
+* :mod:`.report` — ``results.json``, the Markdown table and the plots.
+"""
+
+from .simulate import BenchConfig, run_benchmark, seam_errors, simulate
+
+__all__ = ["BenchConfig", "run_benchmark", "seam_errors", "simulate"]

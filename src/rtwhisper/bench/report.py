@@ -1,0 +1,129 @@
+"""The benchmark's report: ``results.json``, a Markdown table and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "–" if value is None or value != value else f"{value * scale:.{digits}f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    env = report["environment"]
+    lines = [
+        "# Benchmark results", "",
+        f"Set: `{report['set']}`. Machine: {env['cpu']}, {env['cores']} cores, device {env['device']} "
+        f"({env['compute_type']}); faster-whisper {env['faster_whisper']}, CTranslate2 {env['ctranslate2']}; "
+        f"{env['date']}. Wall time {report['wall_s']:.0f} s.", "",
+        "## Streaming", "",
+        "| configuration | model | chunk/overlap | beam | WER en % | offline % | penalty | CER ko % | penalty | "
+        "final p50/p90/max s | partial p50 s | unaware final p50/p90 s | RTF | dup | lost |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in report["streaming"]:
+        c, f, p, u = s["config"], s["final_latency_s"], s["partial_latency_s"], s["unaware_final_latency_s"]
+        lines.append(
+            f"| {s['name']} | {c['model_name']} | {c['chunk_duration']:g}/{c['overlap_duration']:g} | "
+            f"{c['beam_size']} | {_fmt(s['wer_en'], 100)} | {_fmt(s['offline_wer_en'], 100)} | "
+            f"{_fmt(s['penalty_en'], 100)} | {_fmt(s['cer_ko'], 100)} | {_fmt(s['penalty_ko'], 100)} | "
+            f"{_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | {_fmt(p['p50'])} | "
+            f"{_fmt(u['p50'])}/{_fmt(u['p90'])} | {_fmt(s['rtf'], digits=3)} | {s['duplicated_words']} | "
+            f"{s['lost_words']} |")
+    notes = [f"- {s['name']}: {s['config']['note']}" for s in report["streaming"] if s["config"]["note"]]
+    if notes:
+        lines += ["", *notes]
+    lines += ["", "## Offline baseline (same models, whole files, faster-whisper with VAD)", "",
+              "| configuration | WER en % | CER ko % | RTF |", "| --- | --- | --- | --- |"]
+    for o in report["offline"]:
+        lines.append(f"| {o['name']} | {_fmt(o['wer_en'], 100)} | {_fmt(o['cer_ko'], 100)} | "
+                     f"{_fmt(o['rtf'], digits=3)} |")
+    m = report["memory"]
+    lines += ["", "## Cost", "",
+              "- Model load: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["model_load_s"].items()),
+              f"- Peak RSS {m['peak_rss_mb']:.0f} MiB; each added live stream {m['extra_mb_per_stream']:.2f} MiB"]
+    rt = report.get("realtime")
+    if rt:
+        from .realtime import capacity_streams
+
+        lines += ["", "## Real time: a real `rtwhisper serve`, real clients at real-time pace", "",
+                  "Measured as `../shared/MEASURING.md` says: 0.1 s frames on a drift-free clock, word end times "
+                  "from an offline run, latency at the client.", "",
+                  "| model | file | streams | WER % | final p50/p90/max s | partial p50 s | last final after audio s "
+                  "| server CPU s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for run in rt.get("single", []) + rt.get("capacity", []):
+            f, p = run["final_latency_s"], run["partial_latency_s"]
+            wers = [w for w in run["wer"] if w is not None]
+            lasts = [x for x in run["last_final_after_audio_s"] if x is not None]
+            lines.append(
+                f"| {run['model']} | {Path(run['file']).name} ({run['audio_s']:.0f} s) | {run['streams']} | "
+                f"{_fmt(max(wers) if wers else None, 100)} | {_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | "
+                f"{_fmt(p['p50'])} | {_fmt(max(lasts) if lasts else None)} | {_fmt(run['server_cpu_s'], digits=1)} |")
+        for e in rt.get("end_of_utterance", []):
+            lines.append(f"- End of utterance, {e['model']} on {Path(e['file']).name}: speech end → final "
+                         f"{_fmt(e['speech_end_to_final_s'])} s with {e['silence_after_s']:g} s of silence sent; "
+                         f"a client that stops sending: last frame → final {_fmt(e['stopped_last_frame_to_final_s'])} s"
+                         f" (every word final: {e['stopped_every_word_final']})")
+        for model in sorted({r["model"] for r in rt.get("capacity", [])}):
+            lines.append(f"- Capacity, {model}: **{capacity_streams(rt['capacity'], model)}** real-time stream(s) "
+                         "with pooled final-latency p90 ≤ 2 s (WER column: the worst stream)")
+        for b in rt.get("batching", []):
+            lines.append(f"- {b['windows']} windows in one batch: {b['batched_s']:.2f} s against "
+                         f"{b['one_by_one_s']:.2f} s one by one (x{_fmt(b['ratio'])}); same words in "
+                         f"{b['same_words']}/{b['windows']}")
+    lines += ["", "Columns: WER/CER of the final transcript against the reference (normalizer: "
+              "`rtwhisper.metrics`); penalty = streaming − offline of the same model and beam; latencies per word, "
+              "computation-aware on a virtual clock; unaware = infinitely fast compute; RTF = compute s per audio "
+              "s; dup/lost = words duplicated or dropped against the offline transcript. Latencies are against word "
+              "end times from one offline run of the same model (beam 5, word timestamps), as in the real-time runs.",
+              ""]
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False, default=float) + "\n",
+                                      encoding="utf-8")
+    (out / "results.md").write_text(markdown(report), encoding="utf-8")
+    plot(report, out)
+
+
+def plot(report: dict[str, Any], out: Path) -> None:
+    """latency_cdf.png (final latency per configuration) and penalty_vs_latency.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for s in report["streaming"]:
+        values = sorted(x for f in s["files"] for x in f["final_latencies_s"])
+        if values:
+            ax.plot(values, np.arange(1, len(values) + 1) / len(values), label=s["name"])
+    ax.set_xlabel("final latency per word (s, computation-aware)")
+    ax.set_ylabel("fraction of words")
+    ax.set_title("Final-latency CDF")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "latency_cdf.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for s in report["streaming"]:
+        x, y = s["final_latency_s"]["p50"], s["penalty_en"]
+        if x is not None and y is not None:
+            ax.scatter([x], [y * 100])
+            ax.annotate(s["name"], (x, y * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("final latency p50 (s)")
+    ax.set_ylabel("WER penalty, streaming − offline (points)")
+    ax.set_title("Accuracy cost against latency (English)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "penalty_vs_latency.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,526 @@
+"""The Whisper engine: batched encode, generate and align over CTranslate2's public API.
+
+faster-whisper supplies what it is good at: model loading (``WhisperModel``), the log-mel
+features, the tokenizer, and the whole-file pipeline for uploads. A streaming update needs
+none of its segment loop: one window is one encode, one ``generate`` and one ``align``. Doing
+exactly that here, for a whole batch of windows at once, is what lets one model serve many
+streams (WhisperLive's ``batch_inference.py`` batches the same three calls), and it costs a
+third of ``WhisperModel.transcribe`` on a single window (base int8, 2 cores, jfk.wav: 0.33 s
+against 0.95 s, which seeks past the last segment and decodes the tail a second time).
+
+Decoding is deterministic: greedy or beam search, never sampling. CTranslate2 keeps its
+random generator per worker thread and ``set_random_seed()`` does not reset a thread that
+has sampled before, so Whisper's sampled temperature fallback made the same window give
+different words depending on earlier calls (measured: 3.6 % vs 2.5 % WER on the long LJ
+file). A decode that fails Whisper's thresholds (compression ratio 2.4, mean log-probability
+−1: openai/whisper's ``transcribe.py``) is retried without the previous-text prompt
+(Whisper's own prompt reset after a failed decode), then with beam 5 and repeated trigrams
+blocked; the first that passes wins, else the best by Whisper's rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import zlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..audio import SAMPLE_RATE
+from ..errors import ConfigError
+from ..events import TranscriptEvent, Word
+from .cuda import (
+    CudaUnavailableError,
+    check_device,
+    cuda_device_count,
+    cuda_error_hint,
+    preload_cuda_libraries,
+    probe_cuda,
+    resolve_compute_type,
+)
+from .interface import (
+    DecodeOptions,
+    DecodeRequest,
+    FileTranscript,
+    Hypothesis,
+    SegmentScores,
+    validate_options,
+)
+
+log = logging.getLogger("rtwhisper.engine")
+
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+"""Whisper's silence rule: no-speech probability over 0.6 with a mean log-probability under −1."""
+FALLBACK_BEAM_SIZE = 5
+FRAMES_PER_SECOND = 100  # log-mel frames
+FULL_INPUT_FRAMES = 3000  # Whisper's 30 s
+FRAME_BUCKET = 200
+"""Encoder inputs are rounded up to 2 s steps so that windows of similar length share a batch."""
+MAX_PROMPT_TOKENS = 223  # Whisper's max_length // 2 - 1
+PROMPT_TOKENS = 32
+"""Previous-text prompt length once a stream has that much final text (see ``_bucketed``)."""
+TOKENS_PER_SECOND_BOUND = 12
+"""A window cannot hold more speech than ~12 tokens a second (fast Korean); the bound stops a
+looping decoder early instead of filling 448 tokens."""
+_SENTENCE_MARKS = ".。!！?？"
+_PREPEND_PUNCTUATION = "\"'“¿([{-"
+_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass
+class _Item:
+    """One request on its way through a batch."""
+
+    index: int
+    request: DecodeRequest
+    features: np.ndarray  # (n_mels, frames): the window's log-mel, unpadded
+    tokenizer: Any
+    prompt: list[int]  # previous-text part, may be empty
+    prefix: list[int]  # forced tokens after the start sequence
+    language: str
+    language_probability: float
+    tokens: list[int] | None = None
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    attempts: int = 0
+    alignment: Any = None
+
+    @property
+    def content_frames(self) -> int:
+        return int(self.features.shape[-1])
+
+
+class WhisperEngine:
+    """A Whisper model on CTranslate2, serving batches of windows. Thread-safe.
+
+    ``num_workers`` lets that many threads run batches at once (CTranslate2 replicas share
+    the weights); ``cpu_threads`` is the intra-op thread count of each (0: CTranslate2 picks,
+    which is every core). ``min_encoder_s`` is how much input the encoder sees at least.
+
+    Why a minimum: the encoder's cost grows with its input (base int8 on 2 cores: 21 ms for
+    2 s, 71 ms for 10 s, 200 ms for 20 s, 450 ms for 30 s), but trimmed all the way to the
+    window, Whisper loops on short windows ("and so and so and so…", jfk.wav, 1–3 s windows).
+    Padded to 10 s the streaming windows keep offline accuracy (measured in
+    ``docs/streaming.md``), short ones too: with voice activity gating the decodes, a short
+    window always holds speech (the old rule that gave windows under 2 s the full 30 s cost
+    a third of the compute on short utterances and changed no word on the shared set). The
+    end of a stream gets the full 30 s.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        device: str = "auto",
+        compute_type: str = "auto",
+        cpu_threads: int = 0,
+        num_workers: int = 1,
+        min_encoder_s: float = 10.0,
+    ) -> None:
+        from faster_whisper import WhisperModel
+
+        check_device(device)
+        if not 2 <= min_encoder_s <= 30:
+            raise ConfigError(f"min_encoder_s must be from 2 to 30 seconds, got {min_encoder_s}")
+        self.model_path = model_path
+        self.min_frames = _even(round(min_encoder_s * FRAMES_PER_SECOND))
+        self.device = "cpu"
+        self.fallback_reason: str | None = None
+        """Why ``device="auto"`` runs on the CPU although a GPU is visible (``None`` otherwise)."""
+        wanted = device
+        if device == "auto":
+            wanted = "cuda" if cuda_device_count() > 0 else "cpu"
+        if wanted == "cuda":
+            preload_cuda_libraries()
+            try:
+                model = WhisperModel(model_path, device="cuda", compute_type=resolve_compute_type(compute_type, "cuda"),
+                                     num_workers=num_workers)
+                probe_cuda(model.model, model.feature_extractor.mel_filters.shape[0])
+                self.device = "cuda"
+            except Exception as exc:
+                hint = cuda_error_hint(exc)
+                if device == "cuda":
+                    raise CudaUnavailableError(f"CUDA cannot run {model_path!r}: {hint}") from exc
+                self.fallback_reason = hint
+                log.warning("rtwhisper: the GPU cannot run the model (%s); running on the CPU", hint)
+        if self.device == "cpu":
+            model = WhisperModel(model_path, device="cpu", compute_type=resolve_compute_type(compute_type, "cpu"),
+                                 cpu_threads=cpu_threads, num_workers=num_workers)
+        self.compute_type = resolve_compute_type(compute_type, self.device)
+        self.whisper_model = model
+        self.model = model.model  # ctranslate2.models.Whisper
+        self.multilingual: bool = bool(self.model.is_multilingual)
+        self.supported_languages: tuple[str, ...] = tuple(model.supported_languages)
+        self._tokenizers: dict[tuple[str, str | None], Any] = {}
+        self._tokenizers_lock = threading.Lock()
+        cores = os.cpu_count() or 1
+        self._feature_pool = ThreadPoolExecutor(min(8, cores), "rtw-features") if cores > 2 else None
+
+    # -- public ------------------------------------------------------------------------------
+
+    def transcribe(self, audio: np.ndarray, options: DecodeOptions | None = None) -> Hypothesis:
+        """Recognise one window (a batch of one)."""
+        return self.transcribe_batch([DecodeRequest(audio, options or DecodeOptions())])[0]
+
+    def transcribe_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        """Recognise many windows: one encode, one generate and one align per group that can share them.
+
+        Requests are grouped by encoder input length and beam size (one CTranslate2 call takes
+        one of each); languages, tasks, prompts and prefixes may differ within a group.
+        """
+        for request in requests:
+            validate_options(request.options, multilingual=self.multilingual, model=self.model_path)
+        results: list[Hypothesis | None] = [None] * len(requests)
+        groups: dict[tuple[int, int], list[int]] = {}
+        if len(requests) > 1 and self._feature_pool is not None:
+            # numpy's FFT releases the GIL: many streams' log-mels in parallel, not one by one
+            features = list(self._feature_pool.map(self._features, [r.audio for r in requests]))
+        else:
+            features = [self._features(r.audio) for r in requests]
+        for i, request in enumerate(requests):
+            key = (self._input_frames(features[i].shape[-1], request.options), request.options.beam_size)
+            groups.setdefault(key, []).append(i)
+        for (frames, beam_size), indices in groups.items():
+            hypotheses = self._decode_group([requests[i] for i in indices], [features[i] for i in indices],
+                                            frames, beam_size)
+            for i, hypothesis in zip(indices, hypotheses, strict=True):
+                results[i] = hypothesis
+        return [r for r in results if r is not None]
+
+    def transcribe_file(self, audio: np.ndarray, options: DecodeOptions) -> FileTranscript:
+        """Recognise a whole recording: faster-whisper's own file pipeline, deterministic (temperature 0)."""
+        segments, language, probability = self.iter_file(audio, options)
+        pairs = list(segments)
+        return FileTranscript(tuple(e for e, _ in pairs), language, probability, len(audio) / SAMPLE_RATE,
+                              tuple(s for _, s in pairs))
+
+    def iter_file(self, audio: np.ndarray, options: DecodeOptions, *, word_timestamps: bool = True,
+                  condition_on_previous_text: bool = False,
+                  ) -> tuple[Iterator[tuple[TranscriptEvent, SegmentScores]], str | None, float]:
+        """A whole recording as faster-whisper transcribes a file: segments as they are decoded.
+
+        Returns (segments, language, language probability); each segment is a final event on
+        the file's clock with Whisper's scores. For someone who has the whole file, the
+        streaming windows only cost time (3.6× on the shared long file): this is the 30 s
+        window pipeline of ``WhisperModel.transcribe`` itself, with temperature 0 so that
+        a file always gives the same text, and ``options.vad`` as its ``vad_filter``.
+        """
+        validate_options(options, multilingual=self.multilingual, model=self.model_path)
+        language = options.language if self.multilingual else "en"
+        segments, info = self.whisper_model.transcribe(
+            audio, language=language, task=options.task, beam_size=options.beam_size,
+            temperature=0.0, word_timestamps=word_timestamps,
+            condition_on_previous_text=condition_on_previous_text,
+            initial_prompt=options.prompt or None, vad_filter=options.vad)
+
+        def events() -> Iterator[tuple[TranscriptEvent, SegmentScores]]:
+            for index, seg in enumerate(segments):
+                event = TranscriptEvent(
+                    segment_id=index, sequence=index, is_final=True, text=seg.text.strip(),
+                    start_s=float(seg.start), end_s=float(seg.end),
+                    words=tuple(Word(w.word, float(w.start), float(w.end), float(w.probability))
+                                for w in (seg.words or ())),
+                    language=info.language, language_probability=float(info.language_probability),
+                )
+                yield event, SegmentScores(int(seg.seek), tuple(seg.tokens), float(seg.temperature or 0.0),
+                                           float(seg.avg_logprob), float(seg.compression_ratio),
+                                           float(seg.no_speech_prob))
+
+        return events(), info.language, float(info.language_probability)
+
+    # -- one group: encode, detect, generate (with fallback), align ------------------------------
+
+    def _features(self, audio: np.ndarray) -> np.ndarray:
+        content = max(1, len(audio) // (SAMPLE_RATE // FRAMES_PER_SECOND))
+        features = self.whisper_model.feature_extractor(np.asarray(audio, dtype=np.float32))
+        return np.asarray(features[:, :content], dtype=np.float32)
+
+    def _input_frames(self, content_frames: int, options: DecodeOptions) -> int:
+        if options.end_of_stream:
+            return FULL_INPUT_FRAMES
+        frames = max(content_frames, self.min_frames)
+        frames = -(-frames // FRAME_BUCKET) * FRAME_BUCKET
+        return min(_even(frames), FULL_INPUT_FRAMES)
+
+    def _encode(self, features: list[np.ndarray], frames: int) -> Any:
+        import ctranslate2
+
+        batch = np.zeros((len(features), features[0].shape[0], frames), dtype=np.float32)
+        for row, f in enumerate(features):
+            batch[row, :, : min(f.shape[-1], frames)] = f[:, :frames]
+        return self.model.encode(ctranslate2.StorageView.from_array(batch))
+
+    def _decode_group(self, requests: list[DecodeRequest], features: list[np.ndarray], frames: int,
+                      beam_size: int) -> list[Hypothesis]:
+        encoded = self._encode(features, frames)
+        languages = self._languages(requests, encoded)
+        items = []
+        for i, (request, (language, probability)) in enumerate(zip(requests, languages, strict=True)):
+            options = request.options
+            tokenizer = self._tokenizer(options.task, language)
+            prompt = tokenizer.encode(" " + options.prompt.strip()) if options.prompt and options.prompt.strip() else []
+            prefix = tokenizer.encode(" " + options.prefix.strip()) if options.prefix and options.prefix.strip() else []
+            items.append(_Item(i, request, features[i], tokenizer, _bucketed(prompt),
+                               prefix[-MAX_PROMPT_TOKENS:], language, probability))
+        self._generate(items, encoded, beam_size, use_prompt=True, blocked_ngrams=0)
+        # Whisper's fallback, without sampling: failed decodes again without the prompt (those
+        # that had one), then with a wider beam and repeated trigrams blocked.
+        self._retry([it for it in items if not self._passes(it) and it.prompt], encoded, beam_size, 0)
+        self._retry([it for it in items if not self._passes(it) and it.request.options.thorough], encoded,
+                    max(FALLBACK_BEAM_SIZE, beam_size), 3)
+        self._align(items, encoded)
+        return [self._hypothesis(it) for it in items]
+
+    def _retry(self, failed: list[_Item], encoded: Any, beam_size: int, blocked_ngrams: int) -> None:
+        """Decode ``failed`` again without the prompt; keep whichever decode ranks higher by Whisper's rule."""
+        if not failed:
+            return
+        kept = {id(it): (it.tokens or [], it.avg_logprob, it.no_speech_prob) for it in failed}
+        self._generate(failed, encoded, beam_size, use_prompt=False,
+                       blocked_ngrams=blocked_ngrams)
+        for it in failed:
+            tokens, avg_logprob, no_speech_prob = kept[id(it)]
+            if _rank(it.tokenizer, tokens, avg_logprob) > _rank(it.tokenizer, it.tokens or [], it.avg_logprob):
+                it.tokens, it.avg_logprob, it.no_speech_prob = tokens, avg_logprob, no_speech_prob
+
+    def _languages(self, requests: list[DecodeRequest], encoded: Any) -> list[tuple[str, float]]:
+        if not self.multilingual:
+            return [("en", 1.0)] * len(requests)
+        out: list[tuple[str, float]] = [(r.options.language or "", 1.0) for r in requests]
+        if any(r.options.language is None for r in requests):
+            detected = self.model.detect_language(encoded)
+            for i, request in enumerate(requests):
+                if request.options.language is None:
+                    token, probability = detected[i][0]
+                    out[i] = (token[2:-2], float(probability))
+        return out
+
+    def _tokenizer(self, task: str, language: str | None) -> Any:
+        from faster_whisper.tokenizer import Tokenizer
+
+        key = (task, language if self.multilingual else None)
+        with self._tokenizers_lock:
+            tokenizer = self._tokenizers.get(key)
+            if tokenizer is None:
+                tokenizer = Tokenizer(self.whisper_model.hf_tokenizer, self.multilingual, task=task,
+                                      language=language if self.multilingual else None)
+                self._tokenizers[key] = tokenizer
+            return tokenizer
+
+    def _generate(self, items: list[_Item], encoded: Any, beam_size: int, *, use_prompt: bool,
+                  blocked_ngrams: int) -> None:
+        """``generate`` over the items, one call per position of ``<|startoftranscript|>``.
+
+        CTranslate2 batches prompts of different lengths only when the start token sits at the
+        same position in each (``_bucketed``: past its first seconds every stream's prompt has
+        the same length); prefixes after it may differ.
+
+        Blank suppression is off: after a forced prefix the decoder must be free to stop at once
+        (nothing new was said), and a window without one holds speech by voice activity, so an
+        empty answer there only means "not yet" — the next update hears more.
+        """
+        groups: dict[int, list[_Item]] = {}
+        for it in items:
+            groups.setdefault(len(it.prompt) + 1 if use_prompt and it.prompt else 0, []).append(it)
+        for group in groups.values():  # ``encoded`` holds every item of the batch; take the group's rows
+            self._generate_group(group, self._rows(encoded, [it.index for it in group]), beam_size,
+                                 use_prompt=use_prompt, blocked_ngrams=blocked_ngrams)
+
+    def _generate_group(self, items: list[_Item], encoded: Any, beam_size: int, *, use_prompt: bool,
+                        blocked_ngrams: int) -> None:
+        prompts = []
+        budget = 0
+        for it in items:
+            tok = it.tokenizer
+            head = [tok.sot_prev, *it.prompt] if use_prompt and it.prompt else []
+            prompt = [*head, *tok.sot_sequence, tok.no_timestamps, *it.prefix]
+            prompts.append(prompt)
+            new_tokens = it.request.options.max_new_tokens or int(
+                it.request.duration_s * TOKENS_PER_SECOND_BOUND) + 16
+            budget = max(budget, len(prompt) + min(new_tokens, 440))
+        results = self.model.generate(
+            encoded, prompts, beam_size=beam_size, max_length=min(budget, 448), return_scores=True,
+            return_no_speech_prob=True, suppress_blank=False, suppress_tokens=[-1],
+            no_repeat_ngram_size=blocked_ngrams)
+        for it, result in zip(items, results, strict=True):
+            tokens = list(result.sequences_ids[0])
+            if it.prefix and tokens[: len(it.prefix)] == it.prefix:
+                tokens = tokens[len(it.prefix):]  # CTranslate2 returns the forced prefix too
+            tokens = [t for t in tokens if t < it.tokenizer.eot]
+            length = len(tokens)
+            # CTranslate2's score is the sum of log-probabilities over the length; Whisper
+            # averages over the tokens plus the end of text (faster-whisper does the same).
+            it.avg_logprob = float(result.scores[0]) * length / (length + 1) if result.scores else 0.0
+            it.no_speech_prob = float(result.no_speech_prob)
+            it.tokens = tokens
+            it.attempts += 1
+
+    def _passes(self, it: _Item) -> bool:
+        tokens = it.tokens or []
+        if it.no_speech_prob > NO_SPEECH_THRESHOLD and it.avg_logprob < LOG_PROB_THRESHOLD:
+            return True  # silence: the hypothesis is dropped below, as Whisper skips the segment
+        if not tokens:
+            return True
+        return (_compression_ratio(it.tokenizer.decode(tokens)) <= COMPRESSION_RATIO_THRESHOLD
+                and it.avg_logprob >= LOG_PROB_THRESHOLD)
+
+    def _rows(self, encoded: Any, rows: list[int]) -> Any:
+        """Some rows of an encoder output (a batch item's row is its ``index``).
+
+        On the CPU a view of the same memory; on a GPU the rows travel through the host, which
+        for one batch is well under a millisecond next to the decode it serves.
+        """
+        import ctranslate2
+
+        if list(rows) == list(range(int(encoded.shape[0]))):
+            return encoded
+        if self.device == "cpu":
+            return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
+        host = np.asarray(encoded.to_device(ctranslate2.Device.cpu))
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(host[rows])).to_device(ctranslate2.Device.cuda)
+
+    def _align(self, items: list[_Item], encoded: Any) -> None:
+        """Word times from the cross-attention of the alignment heads (``align``), per start sequence."""
+        by_start: dict[tuple[int, ...], list[_Item]] = {}
+        for it in items:
+            if it.tokens and not self._is_silence(it):
+                by_start.setdefault(tuple(it.tokenizer.sot_sequence), []).append(it)
+        for start, group in by_start.items():
+            results = self.model.align(self._rows(encoded, [it.index for it in group]), list(start),
+                                       [[*it.prefix, *(it.tokens or [])] for it in group],
+                                       [it.content_frames for it in group], median_filter_width=7)
+            for it, result in zip(group, results, strict=True):
+                it.alignment = result
+
+    @staticmethod
+    def _is_silence(it: _Item) -> bool:
+        return it.no_speech_prob > NO_SPEECH_THRESHOLD and it.avg_logprob < LOG_PROB_THRESHOLD
+
+    def _hypothesis(self, it: _Item) -> Hypothesis:
+        words: tuple[Word, ...] = ()
+        if it.tokens and it.alignment is not None:
+            words = _timed_words(it.tokenizer, it.prefix, it.tokens, it.alignment)
+        return Hypothesis(words, it.language, it.language_probability, it.no_speech_prob, it.avg_logprob,
+                          it.attempts, self._passes(it))
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _bucketed(prompt: list[int]) -> list[int]:
+    """The previous-text prompt, cut (oldest tokens first) to at most ``PROMPT_TOKENS``.
+
+    CTranslate2 batches only prompts whose ``<|startoftranscript|>`` sits at the same position.
+    The processor passes ~200 characters of final text (40–50 English tokens), so past its
+    first seconds every stream's prompt is exactly ``PROMPT_TOKENS`` long and shares one
+    ``generate`` with the others; Whisper cuts its prompt the same way (the last
+    ``max_length // 2 - 1`` tokens). Padding short prompts to one length instead (with spaces)
+    changed words: on jfk "what your country" became "why you are country".
+    """
+    return prompt[-PROMPT_TOKENS:]
+
+
+def _even(frames: int) -> int:
+    """The encoder's stride-2 convolution wants an even number of frames."""
+    return frames + frames % 2
+
+
+def _compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _rank(tokenizer: Any, tokens: list[int], avg_logprob: float) -> tuple[bool, float]:
+    """Whisper's "best of the failed decodes": under the compression threshold first, then by log-probability."""
+    return (_compression_ratio(tokenizer.decode(tokens)) <= COMPRESSION_RATIO_THRESHOLD, avg_logprob)
+
+
+def _timed_words(tokenizer: Any, prefix: list[int], tokens: list[int], alignment: Any) -> tuple[Word, ...]:
+    """The words after ``prefix``, timed by the alignment of ``prefix + tokens``.
+
+    Words are split by faster-whisper's tokenizer (on spaces, or on whole Unicode characters for
+    languages written without them), so a word never holds half a Hangul syllable; a last word
+    whose bytes are incomplete (the decoder stopped inside a character) is dropped. Punctuation
+    joins its word, as in Whisper's ``merge_punctuations``.
+    """
+    text_tokens = [*prefix, *tokens]
+    words, word_tokens = tokenizer.split_to_word_tokens([*text_tokens, tokenizer.eot])
+    if len(word_tokens) <= 1:
+        return ()
+    pairs = alignment.alignments
+    if not pairs:
+        return ()
+    text_indices = np.array([p[0] for p in pairs])
+    time_indices = np.array([p[1] for p in pairs])
+    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_indices[jumps] / 50.0  # encoder frames: 20 ms
+    probabilities = np.asarray(alignment.text_token_probs, dtype=np.float64)
+    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    entries = []
+    for k, (word, toks) in enumerate(zip(words[:-1], word_tokens[:-1], strict=True)):
+        a, b = int(boundaries[k]), int(boundaries[k + 1])
+        if b > len(jump_times) - 1 or a >= len(jump_times):
+            break
+        probability = float(np.mean(probabilities[a:b])) if a < b <= len(probabilities) else 0.0
+        entries.append({"word": word, "tokens": toks, "first": a, "last": b,
+                        "start": float(jump_times[a]), "end": float(jump_times[b]), "probability": probability})
+    _merge_punctuation(entries)
+    _truncate_long_words(entries)
+    out = []
+    for e in entries:
+        if not e["word"] or e["last"] <= len(prefix):
+            continue  # punctuation merged away, or a word of the prefix
+        text = e["word"]
+        if e["first"] < len(prefix):
+            # A word the decoder continued past the prefix ("flour" + "-fatten"): only its new
+            # part, and nothing if that is punctuation alone (a comma after a final word).
+            text = tokenizer.decode(text_tokens[len(prefix):e["last"]])
+            if not any(ch.isalnum() for ch in text):
+                continue
+        if "\ufffd" in text:
+            continue  # incomplete bytes: half a character
+        out.append(Word(text, e["start"], max(e["end"], e["start"]), e["probability"]))
+    return tuple(out)
+
+
+def _merge_punctuation(entries: list[dict[str, Any]]) -> None:
+    """Attach opening punctuation to the next word and closing punctuation to the previous one."""
+    for i in range(len(entries) - 2, -1, -1):
+        previous, following = entries[i], entries[i + 1]
+        if previous["word"].startswith(" ") and previous["word"].strip() in _PREPEND_PUNCTUATION \
+                and previous["word"].strip():
+            following["word"] = previous["word"] + following["word"].lstrip()
+            following["first"] = previous["first"]
+            following["start"] = min(previous["start"], following["start"])
+            previous["word"] = ""
+    last = None
+    for e in entries:
+        if not e["word"]:
+            continue
+        if last is not None and not last["word"].endswith(" ") and e["word"] in _APPEND_PUNCTUATION:
+            last["word"] += e["word"]
+            last["last"] = e["last"]
+            e["word"] = ""
+            continue
+        last = e
+
+
+def _truncate_long_words(entries: list[dict[str, Any]]) -> None:
+    """Whisper's word-timing fix at sentence boundaries: no word there longer than twice the median."""
+    durations = np.array([e["end"] - e["start"] for e in entries if e["word"]])
+    durations = durations[durations.nonzero()]
+    if not len(durations):
+        return
+    max_duration = 2 * min(0.7, float(np.median(durations)))
+    for i in range(1, len(entries)):
+        e, previous = entries[i], entries[i - 1]
+        if e["word"] and e["end"] - e["start"] > max_duration and previous["word"].rstrip().endswith(
+                tuple(_SENTENCE_MARKS)):
+            e["start"] = e["end"] - max_duration

@@ -1,0 +1,388 @@
+"""One engine, many streams: the windows that streams have due, run as batches.
+
+Each live stream is a :class:`~rtwhisper.processor.RealtimeWhisperProcessor` (sans-I/O). The
+:class:`Scheduler` owns them on one thread: it feeds each the audio that arrived, asks each
+for its due window (``next_request()``), runs up to ``max_batch`` of them as one engine call
+— earliest due first, so no stream waits behind another twice — and hands each stream its
+events (``apply()``). Front ends (the server, the threaded runner) only call
+:meth:`StreamHandle.feed`, :meth:`StreamHandle.flush` and :meth:`StreamHandle.finish` from
+any thread and receive events through a callback.
+
+Overload is handled in three steps, each visible:
+
+1. **Cadence degrades by itself**: a stream whose update waited takes all the audio that
+   arrived meanwhile in its next window, so under load each stream is updated less often
+   but never falls further behind than one update.
+2. **Admission control**: a new stream is refused (:class:`Overloaded`) while windows wait
+   longer than ``max_delay_s`` between being due and being decoded (the p90 of the last
+   ``load_window_s``): the engine is saturated, and one more stream would make every admitted
+   stream fall behind. (Busy time alone says little: a lone stream keeps an idle engine
+   busy by updating more often, and gives the time back when others arrive.)
+3. **Shedding**: if the engine is saturated and a stream still falls ``max_lag_s`` behind, the
+   newest stream is closed with a reason ("overloaded"), so the others keep their latency.
+   (A stream that is behind only because its client sends faster than real time is its own
+   affair: the server's backlog limit deals with it.)
+
+WhisperLive's ``batch_inference.py`` batches the same way (a short collection window, a
+maximum batch size); the earliest-deadline-first order is the classic real-time rule
+(Liu & Layland 1973).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import RtWhisperError
+from ..events import TranscriptEvent
+from .interface import DecodeRequest, Engine
+
+if TYPE_CHECKING:
+    from ..processor import RealtimeWhisperProcessor
+
+log = logging.getLogger("rtwhisper.scheduler")
+
+EventSink = Callable[[list[TranscriptEvent]], None]
+"""Called on the scheduler's thread with a stream's new events; an empty list reports progress only
+(silence skipped: ``processor.heard_until_s`` moved on)."""
+CloseSink = Callable[[str | None], None]
+"""Called once when a stream ends: ``None`` after ``finish()``, else why it was closed."""
+
+
+class Overloaded(RtWhisperError):
+    """The engine has no room for another live stream now; the message says how full it is."""
+
+
+@dataclass(frozen=True)
+class SchedulerStats:
+    """What the scheduler has done, for ``/metrics`` and the benchmark."""
+
+    streams: int
+    load: float
+    delay_s: float
+    batches: int
+    windows: int
+    busy_s: float
+    refused: int
+    shed: int
+    largest_batch: int
+
+
+PROGRESS_EVERY_S = 0.5
+"""How often a stream that only skips silence reports how far it has heard (an empty delivery)."""
+
+
+@dataclass(eq=False)
+class StreamHandle:
+    """One stream in the scheduler. Its methods may be called from any thread."""
+
+    id: int
+    processor: RealtimeWhisperProcessor
+    on_events: EventSink
+    on_close: CloseSink
+    opened_s: float
+    _scheduler: Scheduler
+    _inbox: deque[np.ndarray] = field(default_factory=deque)
+    _inbox_s: float = 0.0
+    _flush: bool = False
+    _finish: bool = False
+    _closed: bool = False
+    _due: DecodeRequest | None = None
+    _due_since: float = 0.0
+    _reported_s: float = 0.0  # heard_until_s at the last delivery
+    received_s: float = 0.0
+    """Audio handed to :meth:`feed`, in seconds (at the processor's input rate)."""
+    compute_s: float = 0.0
+    """This stream's share of engine time so far."""
+
+    def feed(self, samples: np.ndarray) -> None:
+        """Queue audio for the stream (already validated: float32 mono at the processor's rate)."""
+        with self._scheduler._cond:
+            if self._closed or self._finish:
+                return
+            self._inbox.append(samples)
+            self.received_s += len(samples) / self.processor.sample_rate
+            self._scheduler._cond.notify()
+
+    def flush(self) -> None:
+        """Make what has been heard final (the client went quiet); events follow through ``on_events``."""
+        with self._scheduler._cond:
+            self._flush = True
+            self._scheduler._cond.notify()
+
+    def finish(self) -> None:
+        """End the stream: its last events follow, then ``on_close(None)``."""
+        with self._scheduler._cond:
+            self._finish = True
+            self._scheduler._cond.notify()
+
+    def close(self) -> None:
+        """Drop the stream without finishing it (the client is gone)."""
+        self._scheduler._drop(self, reason=None, notify=False)
+
+    @property
+    def lag_s(self) -> float:
+        """Audio received but not yet dealt with, beyond one update's worth: how far behind it is."""
+        return max(0.0, self.received_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
+
+
+class Scheduler:
+    """Serves many processors from one engine on one thread (see the module docstring).
+
+    ``max_batch`` windows go in one engine call at most; ``batch_wait_s`` is how long a due
+    window may wait for others to join it (WhisperLive waits 50 ms; on a CPU batching gains
+    little, so the default is short). ``max_streams`` is a hard cap.
+    """
+
+    def __init__(self, engine: Engine, *, max_batch: int = 8, batch_wait_s: float = 0.02, max_delay_s: float = 1.0,
+                 max_lag_s: float = 10.0, max_streams: int = 64, load_window_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        self.engine = engine
+        self.max_batch = max_batch
+        self.batch_wait_s = batch_wait_s
+        self.max_delay_s = max_delay_s
+        self.max_lag_s = max_lag_s
+        self.max_streams = max_streams
+        self.load_window_s = load_window_s
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._streams: dict[int, StreamHandle] = {}
+        self._ids = itertools.count(1)
+        self._busy: deque[tuple[float, float]] = deque()  # (start, end) of recent engine calls
+        self._delays: deque[tuple[float, float]] = deque()  # (when, due-to-decoded seconds) of recent windows
+        self._running = True
+        self._batches = 0
+        self._windows = 0
+        self._busy_total = 0.0
+        self._refused = 0
+        self._shed = 0
+        self._largest = 0
+        self._last_shed = -float("inf")
+        self._thread = threading.Thread(target=self._loop, name="rtwhisper-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- streams -----------------------------------------------------------------------------
+
+    def open(self, processor: RealtimeWhisperProcessor, on_events: EventSink,
+             on_close: CloseSink | None = None) -> StreamHandle:
+        """Admit a stream, or raise :class:`Overloaded` saying why not."""
+        with self._cond:
+            if not self._running:
+                raise Overloaded("the scheduler is shutting down")
+            n = len(self._streams)
+            if n >= self.max_streams:
+                self._refused += 1
+                raise Overloaded(f"{n} live streams, the limit of this server")
+            delay = self._delay()
+            if n and delay > self.max_delay_s:
+                self._refused += 1
+                raise Overloaded(f"the recogniser is saturated: with {n} live stream(s) windows wait {delay:.1f} s "
+                                 f"to be decoded, over the {self.max_delay_s:g} s this server allows")
+            handle = StreamHandle(next(self._ids), processor, on_events, on_close or (lambda reason: None),
+                                  self.clock(), self)
+            self._streams[handle.id] = handle
+            return handle
+
+    def stats(self) -> SchedulerStats:
+        with self._cond:
+            return SchedulerStats(len(self._streams), self._load(), self._delay(), self._batches, self._windows,
+                                  self._busy_total,
+                                  self._refused, self._shed, self._largest)
+
+    def load(self) -> float:
+        """Fraction of the last ``load_window_s`` the engine was busy."""
+        with self._cond:
+            return self._load()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._running = False
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    # -- the loop (scheduler thread) -------------------------------------------------------------
+
+    def _load(self) -> float:
+        now = self.clock()
+        since = now - self.load_window_s
+        while self._busy and self._busy[0][1] < since:
+            self._busy.popleft()
+        busy = sum(min(end, now) - max(start, since) for start, end in self._busy)
+        return busy / self.load_window_s
+
+    def _delay(self) -> float:
+        """p90 of due-to-decoded time of the windows of the last ``load_window_s`` (0 with none)."""
+        since = self.clock() - self.load_window_s
+        while self._delays and self._delays[0][0] < since:
+            self._delays.popleft()
+        return float(np.percentile([d for _, d in self._delays], 90)) if self._delays else 0.0
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and not self._has_work():
+                    self._cond.wait(timeout=0.5)
+                if not self._running:
+                    return
+                streams = list(self._streams.values())
+            for handle in streams:
+                self._advance(handle)
+            batch = self._choose()
+            if batch:
+                self._run(batch)
+            self._shed_if_behind()
+
+    def _has_work(self) -> bool:
+        return any(h._inbox or h._flush or h._finish or h._due is not None for h in self._streams.values())
+
+    def _advance(self, handle: StreamHandle) -> None:
+        """Give the stream its new audio; note its due window; run its flush or finish."""
+        with self._cond:
+            blocks = list(handle._inbox)
+            handle._inbox.clear()
+            flush, finish, handle._flush = handle._flush, handle._finish, False
+            if handle._closed:
+                return
+        proc = handle.processor
+        try:
+            for block in blocks:
+                proc.feed(block)
+            if handle._due is None:
+                if finish:
+                    self._deliver(handle, self._timed(handle, proc.finish))
+                    self._drop(handle, reason=None, notify=True)
+                    return
+                if flush:
+                    self._deliver(handle, self._timed(handle, proc.flush))
+                request = proc.next_request()
+                if request is not None:
+                    handle._due, handle._due_since = request, self.clock()
+                events = proc.take_events()
+                if events or proc.heard_until_s >= handle._reported_s + PROGRESS_EVERY_S:
+                    # Silence skipped without a decode is progress too: an empty delivery says
+                    # so, or a front end would count that audio as a backlog.
+                    self._deliver(handle, events, progress=not events)
+            elif flush or finish:
+                with self._cond:  # after the window in flight
+                    handle._flush |= flush
+                    handle._finish |= finish
+        except Exception as exc:  # one stream's failure must not stop the others
+            log.exception("stream %d failed", handle.id)
+            self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+
+    def _timed(self, handle: StreamHandle, step: Callable[[], list[TranscriptEvent]]) -> list[TranscriptEvent]:
+        started = self.clock()
+        events = step()
+        ended = self.clock()
+        with self._cond:
+            self._note_busy(started, ended)
+        handle.compute_s += ended - started
+        return events
+
+    def _choose(self) -> list[StreamHandle]:
+        """Up to ``max_batch`` due streams, earliest due first; wait briefly for a fuller batch."""
+        deadline = None
+        while True:
+            with self._cond:
+                due = sorted((h for h in self._streams.values() if h._due is not None), key=lambda h: h._due_since)
+                if not due:
+                    return []
+                if len(due) >= self.max_batch or self.batch_wait_s <= 0:
+                    return due[: self.max_batch]
+                if deadline is None:
+                    deadline = due[0]._due_since + self.batch_wait_s
+                remaining = deadline - self.clock()
+                waiting = [h for h in self._streams.values() if h._due is None and h._inbox]
+                if remaining <= 0 or (not waiting and len(due) == len(self._streams)):
+                    return due[: self.max_batch]
+                self._cond.wait(timeout=remaining)
+            for handle in waiting:  # audio that arrived may make more windows due
+                self._advance(handle)
+
+    def _run(self, batch: list[StreamHandle]) -> None:
+        requests = [h._due for h in batch if h._due is not None]
+        started = self.clock()
+        try:
+            hypotheses = self.engine.transcribe_batch(requests)
+        except Exception as exc:
+            log.exception("a batch of %d failed", len(batch))
+            for handle in batch:
+                handle._due = None
+                self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+            return
+        ended = self.clock()
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("batch of %d: %.0f ms, waited %s ms", len(batch), (ended - started) * 1000,
+                      [round((started - h._due_since) * 1000) for h in batch])
+        total = sum(r.duration_s for r in requests) or 1.0
+        with self._cond:
+            self._note_busy(started, ended)
+            self._batches += 1
+            self._windows += len(batch)
+            self._largest = max(self._largest, len(batch))
+        for handle, hypothesis in zip(batch, hypotheses, strict=True):
+            request = handle._due
+            handle._due = None
+            with self._cond:
+                self._delays.append((ended, ended - handle._due_since))
+            handle.compute_s += (ended - started) * (request.duration_s if request else 0.0) / total
+            try:
+                events = handle.processor.apply(hypothesis)
+            except Exception as exc:
+                log.exception("stream %d failed", handle.id)
+                self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+                continue
+            if events:
+                self._deliver(handle, events)
+
+    def _note_busy(self, started: float, ended: float) -> None:
+        self._busy.append((started, ended))
+        self._busy_total += ended - started
+
+    def _shed_if_behind(self) -> None:
+        with self._cond:
+            # Shedding helps only with company, and the streams left need time to catch up.
+            if len(self._streams) < 2 or self.clock() - self._last_shed < self.max_lag_s:
+                return
+            behind = [h for h in self._streams.values() if h.lag_s > self.max_lag_s]
+            if not behind or self._delay() <= self.max_delay_s:
+                return
+            self._last_shed = self.clock()
+            newest = max(self._streams.values(), key=lambda h: h.opened_s)
+            self._shed += 1
+        log.warning("overloaded: stream %d is %.1f s behind; closing the newest stream %d", behind[0].id,
+                    behind[0].lag_s, newest.id)
+        self._drop(newest, reason=f"overloaded: streams fell {self.max_lag_s:g} s behind; this stream, the newest, "
+                                  "was closed so the others keep up — try again later", notify=True)
+
+    def _deliver(self, handle: StreamHandle, events: list[TranscriptEvent], *, progress: bool = False) -> None:
+        handle._reported_s = handle.processor.heard_until_s
+        if (events or progress) and not handle._closed:
+            try:
+                handle.on_events(events)
+            except Exception:  # a front end's sink must not stop the scheduler
+                log.exception("event sink of stream %d failed", handle.id)
+
+    def _drop(self, handle: StreamHandle, *, reason: str | None, notify: bool) -> None:
+        with self._cond:
+            if handle._closed:
+                return
+            handle._closed = True
+            self._streams.pop(handle.id, None)
+            self._cond.notify()
+        if notify:
+            try:
+                handle.on_close(reason)
+            except Exception:
+                log.exception("close sink of stream %d failed", handle.id)
+

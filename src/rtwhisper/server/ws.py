@@ -1,0 +1,227 @@
+"""The WebSocket driver: the socket and the scheduler on one side, a :class:`StreamSession` on the other.
+
+Thin by design: every decision is the session's. The driver feeds it frames, the time and the
+recogniser's events, and performs the actions it returns. Recognition runs on the scheduler's
+thread; its events come back through ``call_soon_threadsafe`` into a queue that a second
+coroutine pumps into the session, so the session is only ever touched on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+from typing import Any
+
+from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from ..engine.scheduler import Overloaded, StreamHandle
+from ..errors import RtWhisperError
+from ..events import TranscriptEvent
+from .protocol import (
+    CLOSE_TRY_AGAIN,
+    Action,
+    Close,
+    Feed,
+    Finish,
+    Flush,
+    Open,
+    Send,
+    SessionLimits,
+    SessionState,
+    StreamSession,
+    error_message,
+)
+from .state import ServerState
+
+log = logging.getLogger("rtwhisper.server")
+_ids = itertools.count(1)
+
+
+def session_limits(state: ServerState) -> SessionLimits:
+    config = state.config
+    return SessionLimits(max_frame_bytes=config.max_frame_bytes, idle_timeout_s=config.idle_timeout_s,
+                         stall_flush_s=config.stall_flush_s, max_backlog_s=config.max_backlog_s)
+
+
+async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str = "native") -> None:
+    """Accept one WebSocket stream (the key, Host and Origin were checked before the handshake)."""
+    await websocket.accept()
+    config = state.config
+    if state.connections >= config.max_connections:
+        state.refused += 1
+        state.metrics.refusals.labels("server_full").inc()
+        await websocket.send_text(json.dumps(error_message(
+            "server_full", f"the server is at its limit of {config.max_connections} streams; try again later")))
+        await websocket.close(code=CLOSE_TRY_AGAIN, reason="server full")
+        return
+    state.connections += 1
+    state.metrics.streams.inc()
+    try:
+        await StreamDriver(websocket, state, protocol).run()
+    finally:
+        state.connections -= 1
+        state.metrics.streams.dec()
+
+
+class StreamDriver:
+    """Runs one :class:`StreamSession` over one socket."""
+
+    def __init__(self, websocket: WebSocket, state: ServerState, protocol: str) -> None:
+        self.ws = websocket
+        self.state = state
+        self.protocol = protocol
+        self.id = next(_ids)
+        self.session = StreamSession(session_limits(state))
+        self.handle: StreamHandle | None = None
+        self.inbox: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+        self.send_lock = asyncio.Lock()
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self.loop = asyncio.get_running_loop()
+        self.metrics = state.metrics
+        self.compute_counted_s = 0.0
+
+    async def run(self) -> None:
+        log.info("stream %d start protocol=%s client=%s", self.id, self.protocol,
+                 getattr(self.ws.client, "host", None))
+        await self.perform(self.session.start(self.loop.time()))
+        pump = asyncio.create_task(self.pump())
+        try:
+            await self.read()
+            if self.session.state is SessionState.ENDING:
+                # The last finals are on their way; the pump closes when they are sent.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.closed.wait(), timeout=max(60.0, self.state.config.idle_timeout_s))
+        finally:
+            pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pump
+            if self.handle is not None:
+                self.handle.close()  # a no-op after finish; drops the stream if the client left
+            handle = self.handle
+            self._count_compute()
+            self.metrics.closes.labels(str(self.close_code) if self.close_code is not None else "client").inc()
+            log.info("stream %d end protocol=%s audio_s=%.1f compute_s=%.2f close=%s", self.id, self.protocol,
+                     self.session.received_s, handle.compute_s if handle else 0.0,
+                     self.close_code if self.close_code is not None else "client")
+
+    async def read(self) -> None:
+        session = self.session
+        while session.state in (SessionState.AWAITING_CONFIG, SessionState.STREAMING):
+            deadline = session.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+            try:
+                message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
+            except asyncio.TimeoutError:  # an alias of TimeoutError from 3.11; distinct on 3.10
+                await self.perform(session.tick(self.loop.time()))
+                continue
+            except (WebSocketDisconnect, RuntimeError):
+                session.disconnected()
+                return
+            if message["type"] == "websocket.disconnect":
+                session.disconnected()
+                return
+            now = self.loop.time()
+            if message.get("bytes") is not None:
+                actions = session.receive_bytes(message["bytes"], now)
+            else:
+                actions = session.receive_text(message.get("text") or "", now)
+            await self.perform(actions)
+
+    async def pump(self) -> None:
+        """Events from the scheduler thread into the session, on the loop."""
+        while True:
+            kind, payload, seconds = await self.inbox.get()
+            if kind == "events":
+                self._count_compute()
+                self.metrics.lag_s.observe(max(0.0, self.session.received_s - seconds))
+                await self.perform(self.session.recognised(payload, seconds))
+            else:
+                await self.perform(self.session.recogniser_closed(payload, seconds))
+                return
+
+    async def perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                self._observe(action.message)
+                await self.send(action.message)
+            elif isinstance(action, Feed):
+                if self.handle is not None:
+                    self.metrics.audio_s.inc(len(action.samples) / self.session.config.sample_rate)
+                    self.handle.feed(action.samples)
+            elif isinstance(action, Flush):
+                if self.handle is not None:
+                    self.handle.flush()
+            elif isinstance(action, Finish):
+                if self.handle is not None:
+                    self.handle.finish()
+            elif isinstance(action, Open):
+                await self.perform(self.open(action))
+            elif isinstance(action, Close):
+                await self.close(action.code, action.reason)
+
+    def open(self, action: Open) -> list[Action]:
+        try:
+            processor = self.state.make_processor(action.preset, **action.overrides)
+        except RtWhisperError as exc:
+            return self.session.open_failed("bad_config", str(exc))
+        try:
+            self.handle = self.state.scheduler.open(processor, self._on_events, self._on_close)
+        except Overloaded as exc:
+            self.state.refused += 1
+            self.metrics.refusals.labels("overloaded").inc()
+            return self.session.open_failed("overloaded", f"no room for another stream now: {exc}; try again later",
+                                            refused=True)
+        return self.session.opened({
+            "model": processor.model_name, "language": processor.language, "task": processor.task,
+            "chunk_duration": processor.config.chunk_duration,
+            "overlap_duration": processor.config.overlap_duration,
+            "endpoint_silence_s": processor.endpoint_silence_s,
+        })
+
+    def _observe(self, message: dict[str, Any]) -> None:
+        """A final's latency on the audio clock: audio received past its last word's end."""
+        words = message.get("words") or ()
+        if message.get("is_final") and words:
+            self.metrics.final_latency_s.observe(max(0.0, self.session.received_s - float(words[-1]["end_s"])))
+
+    def _count_compute(self) -> None:
+        if self.handle is not None:
+            total = self.handle.compute_s
+            self.metrics.compute_s.inc(max(0.0, total - self.compute_counted_s))
+            self.compute_counted_s = total
+
+    # -- called on the scheduler's thread ---------------------------------------------------------
+
+    def _on_events(self, events: list[TranscriptEvent]) -> None:
+        heard = self.handle.processor.heard_until_s if self.handle is not None else 0.0
+        self.loop.call_soon_threadsafe(self.inbox.put_nowait, ("events", events, heard))
+
+    def _on_close(self, reason: str | None) -> None:
+        fed = self.handle.processor.fed_duration_s if self.handle is not None else 0.0
+        self.loop.call_soon_threadsafe(self.inbox.put_nowait, ("closed", reason, fed))
+
+    # -- the socket -------------------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        async with self.send_lock:
+            if self.closed.is_set() or self.ws.application_state != WebSocketState.CONNECTED:
+                return
+            try:
+                await self.ws.send_text(json.dumps(message, ensure_ascii=False))
+            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                log.info("stream %d: client gone while sending (%s)", self.id, type(exc).__name__)
+                self.session.disconnected()
+
+    async def close(self, code: int, reason: str) -> None:
+        async with self.send_lock:
+            if self.closed.is_set():
+                return
+            self.closed.set()
+            self.close_code = code
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+                await self.ws.close(code=code, reason=reason)

@@ -1,0 +1,209 @@
+"""Many streams on one engine: batching, fairness, admission and shedding, on fake engines (fast)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from fakes import TimelineEngine, TimelineVad, ramp
+from rtwhisper import RealtimeWhisperProcessor, Word
+from rtwhisper.engine.scheduler import Overloaded, Scheduler
+
+WORDS = [Word(f" w{i}", 0.3 + 0.5 * i, 0.7 + 0.5 * i) for i in range(10)]  # 5.2 s of "speech"
+
+
+class SlowEngine(TimelineEngine):
+    """Each batch costs ``per_batch_s`` plus ``per_item_s`` a window, like a real engine's shared steps."""
+
+    def __init__(self, words, per_batch_s=0.0, per_item_s=0.0):
+        super().__init__(words)
+        self.per_batch_s = per_batch_s
+        self.per_item_s = per_item_s
+        self.order: list[list[int]] = []
+
+    def transcribe_batch(self, requests):
+        time.sleep(self.per_batch_s + self.per_item_s * len(requests))
+        return super().transcribe_batch(requests)
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events = []
+        self.closed = threading.Event()
+        self.reason: str | None = "open"
+
+    def on_events(self, events):
+        self.events += events
+
+    def on_close(self, reason):
+        self.reason = reason
+        self.closed.set()
+
+    @property
+    def words(self):
+        return [w.text.strip() for e in self.events if e.is_final for w in e.words]
+
+
+def processor(engine, **kwargs):
+    return RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(WORDS), chunk_duration=0.5, **kwargs)
+
+
+def test_many_streams_each_get_their_own_words_in_batches():
+    engine = SlowEngine(WORDS, per_batch_s=0.01)
+    scheduler = Scheduler(engine, max_batch=8, batch_wait_s=0.05)
+    try:
+        collectors = [Collector() for _ in range(6)]
+        handles = [scheduler.open(processor(engine), c.on_events, c.on_close) for c in collectors]
+        audio = ramp(6.0)
+        for i in range(0, len(audio), 1600):  # the six streams' frames arrive interleaved, 10x real time
+            for h in handles:
+                h.feed(audio[i:i + 1600])
+            time.sleep(0.01)
+        for h in handles:
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(30) and c.reason is None
+            assert c.words == [w.text.strip() for w in WORDS]
+        stats = scheduler.stats()
+        assert stats.largest_batch > 1 and stats.windows > stats.batches  # windows shared engine calls
+        assert max(engine.batches) <= 8
+        assert stats.streams == 0
+    finally:
+        scheduler.shutdown()
+
+
+def test_earliest_due_first_and_no_stream_starves():
+    engine = SlowEngine(WORDS, per_batch_s=0.02)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0)
+    try:
+        collectors = [Collector() for _ in range(4)]
+        handles = [scheduler.open(processor(engine), c.on_events, c.on_close) for c in collectors]
+        audio = ramp(6.0)
+        for i in range(0, len(audio), 8000):
+            for h in handles:
+                h.feed(audio[i:i + 8000])
+            time.sleep(0.05)
+        for h in handles:
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(30)
+            assert c.words == [w.text.strip() for w in WORDS]
+        # one window a batch: the streams took turns, none was served twice while another waited long
+        served = [call[0] for call in engine.calls]
+        assert len(served) >= 8
+        stats = scheduler.stats()
+        assert stats.delay_s < 1.0
+    finally:
+        scheduler.shutdown()
+
+
+def test_cadence_degrades_under_load_instead_of_falling_behind():
+    # 0.15 s per window, one at a time, four streams at 2x real time: each update must take
+    # more audio than one 0.5 s step, and every word still arrives
+    engine = SlowEngine(WORDS, per_item_s=0.15)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, max_delay_s=60, max_lag_s=60)
+    try:
+        collectors = [Collector() for _ in range(4)]
+        handles = [scheduler.open(processor(engine), c.on_events, c.on_close) for c in collectors]
+        audio = ramp(6.0)
+        for i in range(0, len(audio), 1600):
+            for h in handles:
+                h.feed(audio[i:i + 1600])
+            time.sleep(0.05)
+        for h in handles:
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(60)
+            assert c.words == [w.text.strip() for w in WORDS]
+        steps = sorted(end - start for start, end, _ in engine.calls)
+        assert steps[-1] > 1.0  # windows grew: the cadence degraded
+    finally:
+        scheduler.shutdown()
+
+
+def test_admission_refuses_when_windows_wait_too_long():
+    engine = SlowEngine(WORDS, per_item_s=0.1)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, max_delay_s=0.05, max_lag_s=600)
+    try:
+        collectors = [Collector() for _ in range(3)]
+        handles = [scheduler.open(processor(engine), c.on_events, c.on_close) for c in collectors]
+        for h in handles:
+            h.feed(ramp(3.0))
+        deadline = time.monotonic() + 10
+        while scheduler.stats().delay_s <= 0.05 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(Overloaded, match=r"saturated: with 3 live stream\(s\) windows wait .* over the 0.05 s"):
+            scheduler.open(processor(engine), Collector().on_events)
+        assert scheduler.stats().refused == 1
+        for h in handles:
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(30) and c.reason is None
+    finally:
+        scheduler.shutdown()
+
+
+def test_hard_cap_on_streams():
+    engine = TimelineEngine(WORDS)
+    scheduler = Scheduler(engine, max_streams=2)
+    try:
+        scheduler.open(processor(engine), lambda e: None)
+        scheduler.open(processor(engine), lambda e: None)
+        with pytest.raises(Overloaded, match="2 live streams, the limit"):
+            scheduler.open(processor(engine), lambda e: None)
+    finally:
+        scheduler.shutdown()
+
+
+def test_saturated_engine_sheds_the_newest_stream_with_a_reason():
+    engine = SlowEngine(WORDS, per_item_s=0.2)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, max_delay_s=0.1, max_lag_s=1.0)
+    try:
+        old, new = Collector(), Collector()
+        first = scheduler.open(processor(engine), old.on_events, old.on_close)
+        time.sleep(0.01)
+        second = scheduler.open(processor(engine), new.on_events, new.on_close)
+        for i in range(0, 16000 * 6, 1600):
+            first.feed(ramp(6.0)[i:i + 1600])
+            second.feed(ramp(6.0)[i:i + 1600])
+            time.sleep(0.02)
+        assert new.closed.wait(30)
+        assert new.reason is not None and new.reason.startswith("overloaded") and "newest" in new.reason
+        assert not old.closed.is_set()
+        first.finish()
+        assert old.closed.wait(30) and old.reason is None
+        assert scheduler.stats().shed >= 1
+    finally:
+        scheduler.shutdown()
+
+
+def test_flush_and_a_failing_engine():
+    class Broken(TimelineEngine):
+        def transcribe_batch(self, requests):
+            raise RuntimeError("GPU fell off the bus")
+
+    engine = TimelineEngine(WORDS)
+    scheduler = Scheduler(engine)
+    try:
+        c = Collector()
+        handle = scheduler.open(processor(engine), c.on_events, c.on_close)
+        handle.feed(ramp(2.25))  # stops in the gap after w3
+        handle.flush()
+        deadline = time.monotonic() + 10
+        while not any(e.end_of_utterance for e in c.events) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert c.words == ["w0", "w1", "w2", "w3"] and not c.closed.is_set()
+    finally:
+        scheduler.shutdown()
+    broken = Broken(WORDS)
+    scheduler = Scheduler(broken)
+    try:
+        c = Collector()
+        scheduler.open(processor(broken), c.on_events, c.on_close).feed(ramp(2.0))
+        assert c.closed.wait(10) and "GPU fell off the bus" in (c.reason or "")
+        c2 = Collector()
+        scheduler.open(processor(engine), c2.on_events, c2.on_close)  # the scheduler goes on
+    finally:
+        scheduler.shutdown()
