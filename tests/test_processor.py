@@ -1,5 +1,7 @@
 """The processor's contract, driven by a fake engine (fast) — the real model is in test_real_model.py."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -96,6 +98,29 @@ def test_without_vad_every_chunk_is_decoded():
 
 
 SENTENCES = [Word(f" s{i}{'.' if i % 5 == 4 else ''}", 0.3 + i * 0.5, 0.3 + i * 0.5 + 0.4) for i in range(30)]
+
+
+class FailingEngine(TimelineEngine):
+    """Fails Whisper's thresholds (a loop) on every decode that is not ``thorough``."""
+
+    def transcribe(self, audio, options):
+        hypothesis = super().transcribe(audio, options)
+        if options.thorough:
+            return hypothesis
+        return Hypothesis(hypothesis.words, "en", 0.99, passed=False)
+
+
+def test_failed_decodes_get_the_whole_fallback_next_and_lose_no_word():
+    """A failed interim decode is ignored, the next one is thorough, and a window never passes 30 s."""
+    words = [Word(f" w{i}", 0.3 + i * 0.5, 0.7 + i * 0.5) for i in range(100)]  # 50 s of speech, no pause
+    engine = FailingEngine(words)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=False, chunk_duration=5.0, overlap_duration=0.5)
+    events = run(proc, ramp(52.0), 8000)
+    thorough = [options.thorough for _, _, options in engine.calls]
+    # a failure is never followed by another plain decode: the next one has the whole fallback
+    assert thorough[0] is False and all(a or b for a, b in itertools.pairwise(thorough)), thorough
+    assert all(end - start <= 30.0 + 1e-6 for start, end, _ in engine.calls)
+    assert " ".join(e.text for e in events if e.is_final).split() == [w.text.strip() for w in words]
 
 
 def test_final_text_before_the_window_is_the_prompt_and_inside_it_the_prefix():

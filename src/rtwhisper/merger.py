@@ -182,6 +182,15 @@ class OverlapMerger:
                 last = j1
         return out + new[last:]
 
+    def commit_before(self, time_s: float) -> MergeStep:
+        """Make the pending words that end by ``time_s`` final (the windows to come cannot hear them)."""
+        count = 0
+        while count < len(self._pending) and self._pending[count].end_s <= time_s:
+            count += 1
+        committed = self._commit(list(self._pending[:count]))
+        self._pending = self._pending[count:]
+        return MergeStep(tuple(committed), tuple(self._pending), self.commit_s)
+
     def flush(self) -> MergeStep:
         """End of stream with no audio left to hear: the pending words become final."""
         committed = self._commit(self._pending)

@@ -187,6 +187,7 @@ class RealtimeWhisperProcessor:
         self._covered_s = 0.0  # finals cover [0, this)
         self._segment_id = 0
         self._sequence = 0
+        self._failed_updates = 0  # interim decodes in a row that failed Whisper's thresholds
         self._partial_text = ""
         self._utterance_has_text = False
         self._inflight: _Update | None = None
@@ -378,11 +379,24 @@ class RealtimeWhisperProcessor:
         self._inflight = None
         self.updates += 1
         window = update.window
-        if not hypothesis.passed and update.kind == "update":
+        if not hypothesis.passed and update.kind == "update" and not update.request.options.thorough:
             # A decode that failed Whisper's thresholds (a loop, most often) is no evidence:
-            # nothing changes, and the next update, which hears more, decides.
+            # nothing changes, and the next update, which hears more, decides — with the
+            # whole fallback (beam 5, repeats blocked) so that failures cannot run on while
+            # the window slides past words no decode has passed.
+            self._failed_updates += 1
             self._last_end_s = max(self._last_end_s, window.end_s)
-            return self.take_events()
+            events = self.take_events()
+            # Pending words that the next window can no longer reach are final now, as the
+            # passed hypothesis before this one would have made them had it known.
+            step = self._merger.commit_before(self._next_window_start_s(window))
+            if step.committed:
+                events.append(self._event(True, step.committed, self._covered_s,
+                                          max(step.commit_s, self._covered_s)))
+                self._covered_s = max(self._covered_s, step.commit_s)
+                self._utterance_has_text = True
+            return events
+        self._failed_updates = 0
         self._note_language(hypothesis)
         words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words, update.request)]
         words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
@@ -392,11 +406,13 @@ class RealtimeWhisperProcessor:
         closing = update.kind != "update"
         confident = self.commit_probability is not None and self.task == "transcribe"
         step = self._merger.update(
-            words, final=closing, after_prefix=True,
+            # Without a prefix, a window that starts before the commit point hears final
+            # words again (a window pushed past its anchor by the maximum length): drop them.
+            words, final=closing,
+            after_prefix=bool(update.request.options.prefix) or window.start_s >= self._last_word_end_s() - 1e-6,
             confident_before_s=window.end_s - self.commit_margin_s if confident else None,
             min_probability=self.commit_probability or 1.0,
-            force_before_s=window.end_s + self.config.chunk_duration + self.config.overlap_duration
-            - self._max_window_s)
+            force_before_s=self._next_window_start_s(window))
         if closing:
             flushed = self._merger.flush()
             committed = step.committed + flushed.committed
@@ -508,11 +524,21 @@ class RealtimeWhisperProcessor:
         you 're country" on the shared set): the decoder, forced through a finished sentence,
         kept re-tokenizing its last word. A fresh window with the text as prompt does not.
         """
-        last_word_end = self._merger.committed[-1].end_s if self._merger.committed else 0.0
+        last_word_end = self._last_word_end_s()
         # Silero opens speech up to ~0.2 s after a soft onset ("and…"): keep 0.3 s of the pause.
         return min(end_s, max(end_s - min(0.3, self.endpoint_silence_s), last_word_end))
 
+    def _last_word_end_s(self) -> float:
+        return self._merger.committed[-1].end_s if self._merger.committed else 0.0
+
+    def _next_window_start_s(self, window: Window) -> float:
+        """The earliest start the window after ``window`` may have (plus the overlap it hears again):
+        words ending before it fall out of every later window."""
+        return window.end_s + self.config.chunk_duration + self.config.overlap_duration - self._max_window_s
+
     def _make_update(self, window: Window, kind: UpdateKind) -> _Update:
+        # Whisper hears at most 30 s: a longer window would lose its end without a word.
+        window = Window(max(window.start_s, window.end_s - self._max_window_s), window.end_s)
         first_sample = round(window.start_s * SAMPLE_RATE) - self._audio_start
         end_sample = round(window.end_s * SAMPLE_RATE) - self._audio_start
         audio = self._audio[max(first_sample, 0):end_sample]
@@ -526,7 +552,7 @@ class RealtimeWhisperProcessor:
             end_of_stream=kind == "last",
             max_new_tokens=None if kind != "update" else int(
                 (window.end_s - self._merger.commit_s) * NEW_TOKENS_PER_SECOND) + 8,
-            thorough=kind != "update",
+            thorough=kind != "update" or self._failed_updates > 0,
         )
         update = _Update(window, kind, DecodeRequest(audio, options))
         self._inflight = update
