@@ -71,7 +71,7 @@ def test_bench_command_on_another_manifest_folder(tmp_path):
     for e in eou.values():
         assert e["wer_with_silence"] <= 0.05 and e["stopped_every_word_final"]
         assert 0 < e["speech_end_to_final_s"] < 3 and e["end_of_utterance_flags"] >= 1
-    assert "End of utterance, base on clips_en_jfk.wav" in md
+    assert "End of utterance, base on en_jfk.wav" in md
     for png in ("latency_cdf.png", "penalty_vs_latency.png"):
         assert (tmp_path / "a" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -417,9 +417,12 @@ class RealtimeWhisperProcessor:
             flushed = self._merger.flush()
             committed = step.committed + flushed.committed
             self._merger.advance(window.end_s)
-            if committed or self._partial_text or self._utterance_has_text:
+            # The stream's last window always ends with a final (empty if nothing was said), so
+            # that the finals cover every sample fed.
+            if committed or self._partial_text or self._utterance_has_text or update.kind == "last":
                 events.append(self._event(True, committed, self._covered_s, max(window.end_s, self._covered_s),
-                                          end_of_utterance=True))
+                                          end_of_utterance=bool(committed or self._partial_text
+                                                                or self._utterance_has_text)))
             self._covered_s = max(self._covered_s, window.end_s)
             self._utterance_has_text = False
             self._anchor_s = max(self._anchor_s, self._after_utterance_s(window.end_s))

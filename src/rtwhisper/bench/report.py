@@ -46,35 +46,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Cost", "",
               "- Model load: " + ", ".join(f"{k} {v:.2f} s" for k, v in report["model_load_s"].items()),
               f"- Peak RSS {m['peak_rss_mb']:.0f} MiB; each added live stream {m['extra_mb_per_stream']:.2f} MiB"]
-    rt = report.get("realtime")
-    if rt:
-        from .realtime import capacity_streams
-
-        lines += ["", "## Real time: a real `rtwhisper serve`, real clients at real-time pace", "",
-                  "Measured as `../shared/MEASURING.md` says: 0.1 s frames on a drift-free clock, word end times "
-                  "from an offline run, latency at the client.", "",
-                  "| model | file | streams | WER % | final p50/p90/max s | partial p50 s | last final after audio s "
-                  "| server CPU s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for run in rt.get("single", []) + rt.get("capacity", []):
-            f, p = run["final_latency_s"], run["partial_latency_s"]
-            wers = [w for w in run["wer"] if w is not None]
-            lasts = [x for x in run["last_final_after_audio_s"] if x is not None]
-            lines.append(
-                f"| {run['model']} | {Path(run['file']).name} ({run['audio_s']:.0f} s) | {run['streams']} | "
-                f"{_fmt(max(wers) if wers else None, 100)} | {_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | "
-                f"{_fmt(p['p50'])} | {_fmt(max(lasts) if lasts else None)} | {_fmt(run['server_cpu_s'], digits=1)} |")
-        for e in rt.get("end_of_utterance", []):
-            lines.append(f"- End of utterance, {e['model']} on {Path(e['file']).name}: speech end → final "
-                         f"{_fmt(e['speech_end_to_final_s'])} s with {e['silence_after_s']:g} s of silence sent; "
-                         f"a client that stops sending: last frame → final {_fmt(e['stopped_last_frame_to_final_s'])} s"
-                         f" (every word final: {e['stopped_every_word_final']})")
-        for model in sorted({r["model"] for r in rt.get("capacity", [])}):
-            lines.append(f"- Capacity, {model}: **{capacity_streams(rt['capacity'], model)}** real-time stream(s) "
-                         "with pooled final-latency p90 ≤ 2 s (WER column: the worst stream)")
-        for b in rt.get("batching", []):
-            lines.append(f"- {b['windows']} windows in one batch: {b['batched_s']:.2f} s against "
-                         f"{b['one_by_one_s']:.2f} s one by one (x{_fmt(b['ratio'])}); same words in "
-                         f"{b['same_words']}/{b['windows']}")
+    if report.get("realtime"):
+        lines += realtime_lines(report["realtime"])
     lines += ["", "Columns: WER/CER of the final transcript against the reference (normalizer: "
               "`rtwhisper.metrics`); penalty = streaming − offline of the same model and beam; latencies per word, "
               "computation-aware on a virtual clock; unaware = infinitely fast compute; RTF = compute s per audio "
@@ -82,6 +55,41 @@ def markdown(report: dict[str, Any]) -> str:
               "end times from one offline run of the same model (beam 5, word timestamps), as in the real-time runs.",
               ""]
     return "\n".join(lines)
+
+
+def realtime_lines(rt: dict[str, Any]) -> list[str]:
+    """The real-time section (a real server, real clients) as Markdown lines."""
+    from .realtime import capacity_streams
+
+    lines = ["", "## Real time: a real `rtwhisper serve`, real clients at real-time pace", "",
+              "Measured as `../shared/MEASURING.md` says: 0.1 s frames on a drift-free clock, word end times "
+              "from an offline run, latency at the client.", "",
+              ]
+    runs = rt.get("single", []) + rt.get("capacity", [])
+    if runs:
+        lines += ["| model | file | streams | WER % | final p50/p90/max s | partial p50 s | last final after audio s "
+                  "| server CPU s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for run in runs:
+        f, p = run["final_latency_s"], run["partial_latency_s"]
+        wers = [w for w in run["wer"] if w is not None]
+        lasts = [x for x in run["last_final_after_audio_s"] if x is not None]
+        lines.append(
+            f"| {run['model']} | {Path(run['file']).name} ({run['audio_s']:.0f} s) | {run['streams']} | "
+            f"{_fmt(max(wers) if wers else None, 100)} | {_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | "
+            f"{_fmt(p['p50'])} | {_fmt(max(lasts) if lasts else None)} | {_fmt(run['server_cpu_s'], digits=1)} |")
+    for e in rt.get("end_of_utterance", []):
+        lines.append(f"- End of utterance, {e['model']} on {Path(e['file']).name}: speech end → final "
+                     f"{_fmt(e['speech_end_to_final_s'])} s with {e['silence_after_s']:g} s of silence sent; "
+                     f"a client that stops sending: last frame → final {_fmt(e['stopped_last_frame_to_final_s'])} s"
+                     f" (every word final: {e['stopped_every_word_final']})")
+    for model in sorted({r["model"] for r in rt.get("capacity", [])}):
+        lines.append(f"- Capacity, {model}: **{capacity_streams(rt['capacity'], model)}** real-time stream(s) "
+                     "with pooled final-latency p90 ≤ 2 s (WER column: the worst stream)")
+    for b in rt.get("batching", []):
+        lines.append(f"- {b['windows']} windows in one batch: {b['batched_s']:.2f} s against "
+                     f"{b['one_by_one_s']:.2f} s one by one (x{_fmt(b['ratio'])}); same words in "
+                     f"{b['same_words']}/{b['windows']}")
+    return lines
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
