@@ -160,3 +160,18 @@ def test_drawn_out_first_word_skipped_by_a_new_window_is_kept():
     m.update([w("ask", 2.4, 3.68), w("not", 3.68, 4.24), w("what", 4.24, 5.24)])
     step = m.update([w("not", 3.49, 4.21), w("what", 4.21, 5.17), w("your", 5.52, 5.78)])
     assert [x.text.strip() for x in step.committed] == ["ask", "not", "what"]
+
+
+def test_korean_spacing_does_not_stop_agreement():
+    """"했다" / "했 다": the same characters with another spacing agree (Korean spacing varies)."""
+    m = OverlapMerger()
+    first = [Word(" 그는", 0.0, 0.4), Word(" 걸어", 0.4, 0.8), Word(" 갔다", 0.8, 1.2), Word(" 그리고", 1.2, 1.6)]
+    second = [Word(" 그는", 0.0, 0.4), Word(" 걸어갔다", 0.4, 1.2), Word(" 그리고", 1.2, 1.6), Word(" 집에", 1.6, 2.0)]
+    m.update(first)
+    step = m.update(second)
+    assert [w.text for w in step.committed] == [" 그는", " 걸어갔다", " 그리고"]
+    # outside Korean, words still agree whole
+    m = OverlapMerger()
+    m.update([Word(" the", 0.0, 0.2), Word(" reader", 0.2, 0.6), Word(" said", 0.6, 0.9)])
+    step = m.update([Word(" there", 0.0, 0.3), Word(" ader", 0.3, 0.6), Word(" said", 0.6, 0.9), Word(" so", 1.0, 1.2)])
+    assert step.committed == ()

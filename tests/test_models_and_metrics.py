@@ -36,3 +36,14 @@ def test_normalizer_and_error_rates():
     assert wer("a b c d", "a x c") == 0.5
     assert cer("그는 이리저리", "그는이리저리") == 0
     assert cer("가나다라", "가나다") == 0.25
+
+
+def test_korean_numbers_are_read_out_as_the_corpus_writes_them():
+    from rtwhisper.metrics import korean_number
+
+    assert [korean_number(n) for n in (10, 11, 2018, 10000, 15000, 100000000)] == [
+        "십", "십일", "이천십팔", "만", "만오천", "일억"]
+    # the Zeroth transcripts spell numbers out with spaces; Whisper writes digits
+    assert cer("공사는 이천 십 팔 년 완공 예정", "공사는 2018년 완공 예정") == 0.0
+    assert cer("삼 월 김 전 장관", "3월 김 전 장관") == 0.0
+    assert wer("in 1455", "in fourteen fifty five") == 0.0  # English numbers as before

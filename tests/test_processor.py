@@ -274,7 +274,7 @@ def test_unknown_model_lists_the_installed_ones():
 
 def test_presets_apply_and_take_overrides():
     proc = RealtimeWhisperProcessor.from_preset("korean", engine=TimelineEngine([]))
-    assert (proc.language, proc.initial_prompt, proc.beam_size) == ("ko", KOREAN_PROMPT, 5)
+    assert (proc.language, proc.initial_prompt, proc.beam_size) == ("ko", None, 5)
     proc = RealtimeWhisperProcessor.from_preset("low-latency", engine=TimelineEngine([]), chunk_duration=1.0)
     assert (proc.config.chunk_duration, proc.beam_size) == (1.0, 1)
     assert RealtimeWhisperProcessor.from_preset("translate", engine=TimelineEngine([])).task == "translate"

@@ -35,8 +35,8 @@ WORDS = [Word(f" w{i}", 0.3 + 0.6 * i, 0.7 + 0.6 * i) for i in range(12)]  # 12 
 class Driver:
     """Performs a session's actions the way the WebSocket driver does, with a processor run inline."""
 
-    def __init__(self, limits: SessionLimits | None = None) -> None:
-        self.session = StreamSession(limits or SessionLimits())
+    def __init__(self, limits: SessionLimits | None = None, session: StreamSession | None = None) -> None:
+        self.session = session or StreamSession(limits or SessionLimits())
         self.sent: list[dict] = []
         self.closed: Close | None = None
         self.processor: RealtimeWhisperProcessor | None = None

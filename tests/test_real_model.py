@@ -133,6 +133,33 @@ def test_korean_mode_on_real_korean_speech(base_engine, manifest):
     assert "알겠습니다" not in text  # the initial prompt does not leak
 
 
+def test_korean_streaming_is_as_accurate_as_offline(base_engine, manifest):
+    """Issue #14: the korean preset (base) within 1.0 CER point of base offline with beam 5, on the
+    Zeroth sentences (pooled) and their joined long file; no prompt text in the output."""
+    from rtwhisper.metrics import edit_distance, normalize_text
+
+    def pooled(pairs):
+        chars = [(list(normalize_text(r).replace(" ", "")), list(normalize_text(h).replace(" ", ""))) for r, h in pairs]
+        return sum(edit_distance(r, h) for r, h in chars) / sum(len(r) for r, _ in chars)
+
+    clips = sorted(p for p in manifest if p.startswith("ko/zeroth_"))
+    assert len(clips) == 10
+    results = {}
+    for name, paths in (("clips", clips), ("long", ["ko/long_zeroth_104.wav"])):
+        streamed, offline = [], []
+        for rel in paths:
+            audio = load_wav(rel)
+            text = final_text(stream(RealtimeWhisperProcessor.from_preset("korean", engine=base_engine), audio))
+            segments, _ = base_engine.whisper_model.transcribe(audio, language="ko", beam_size=5, vad_filter=True)
+            streamed.append((manifest[rel]["text"], text))
+            offline.append((manifest[rel]["text"], " ".join(s.text for s in segments)))
+            assert "알겠습니다" not in text
+        results[name] = (pooled(streamed), pooled(offline))
+    print("korean CER (streaming, offline):", results)
+    for streaming_cer, offline_cer in results.values():
+        assert streaming_cer <= offline_cer + 0.01
+
+
 def test_korean_translated_to_english(base_engine):
     proc = RealtimeWhisperProcessor.from_preset("korean", engine=base_engine, task="translate")
     text = final_text(stream(proc, load_wav("ko/test_ko.wav")))

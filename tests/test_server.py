@@ -9,6 +9,7 @@ tight limits (connections, frames, uploads, idle time, API key) for the refusal 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -633,3 +634,136 @@ def test_browser_page_transcribes_a_fake_microphone(server):
     # Chromium loops the fake capture file, so the page may show the sentence more than once.
     heard = normalize_text(text)
     assert "my fellow americans" in heard and "not what your country can do for you" in heard, text
+
+
+# -- Deepgram's live API, with Deepgram's own SDK ----------------------------------------------
+
+
+def deepgram_stream(server: Server, audio: np.ndarray, *, pace: float, api_key: str = "unused",
+                    **options) -> list:
+    """Stream ``audio`` through the official deepgram-sdk (v7) client pointed at ``server``; its messages."""
+    import threading
+
+    deepgram = pytest.importorskip("deepgram", reason="deepgram-sdk is part of [test]")
+    from deepgram.core.events import EventType
+    from deepgram.environment import DeepgramClientEnvironment
+
+    environment = DeepgramClientEnvironment(base=server.url, production=f"ws://127.0.0.1:{server.port}",
+                                            agent=f"ws://127.0.0.1:{server.port}", agent_rest=server.url)
+    client = deepgram.DeepgramClient(api_key=api_key, environment=environment, reconnect=False)
+    messages: list = []
+    with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate=16000, **options) as socket:
+        socket.on(EventType.MESSAGE, messages.append)
+        listener = threading.Thread(target=socket.start_listening, daemon=True)
+        listener.start()
+        t0 = time.monotonic()
+        for i, frame in enumerate(frames(audio, "s16le")):
+            time.sleep(max(0.0, t0 + 0.1 * i / pace - time.monotonic()))
+            socket.send_media(frame)
+        socket.send_close_stream()
+        listener.join(timeout=120)
+    return messages
+
+
+def test_deepgram_sdk_transcribes_jfk_with_interim_results_and_speech_final(server):
+    messages = deepgram_stream(server, np.concatenate([load_wav("en/jfk.wav"), np.zeros(16000, np.float32)]),
+                               pace=1.0, interim_results=True, language="en", punctuate=True,
+                               utterance_end_ms=1000, vad_events=True)
+    results = [m for m in messages if getattr(m, "type", None) == "Results"]
+    finals = [m for m in results if m.is_final]
+    text = " ".join(m.channel.alternatives[0].transcript for m in finals if m.channel.alternatives[0].transcript)
+    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert any(not m.is_final for m in results)  # interim results
+    assert any(m.speech_final for m in finals)
+    words = [w for m in finals for w in m.channel.alternatives[0].words]
+    assert words and all(0 <= w.start <= w.end <= 12.1 for w in words) and words[-1].punctuated_word == "country."
+    types = [getattr(m, "type", None) for m in messages]
+    assert "SpeechStarted" in types and "UtteranceEnd" in types and types[-1] == "Metadata"
+    assert messages[-1].duration == pytest.approx(12.0, abs=0.01)
+
+
+def test_deepgram_sdk_transcribes_a_long_file(server, manifest):
+    rel = "en/long_lj001_0001-0016.wav"
+    audio = load_wav(rel)[: 16000 * 60]
+    messages = deepgram_stream(server, audio, pace=3.0, language="en")
+    finals = [m for m in messages if getattr(m, "type", None) == "Results" and m.is_final]
+    text = " ".join(m.channel.alternatives[0].transcript for m in finals)
+    reference = normalize_text(manifest[rel]["text"]).split()
+    heard = normalize_text(text).split()
+    assert len(heard) >= 120 and wer(" ".join(reference[:len(heard)]), " ".join(heard)) <= 0.08, text
+
+
+# -- OpenAI's Realtime transcription sessions, with OpenAI's own SDK -------------------------------
+
+
+def openai_realtime_stream(server: Server, audio: np.ndarray, *, pace: float, session: dict,
+                           commit: bool = False, last_words: str = "") -> list:
+    """Send ``audio`` (16 kHz) as 24 kHz PCM16 through the official openai SDK's realtime client; its events."""
+    import base64
+    import threading
+
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(api_key="unused", base_url=server.url + "/v1",
+                           websocket_base_url=f"ws://127.0.0.1:{server.port}/v1")
+    rate = 24000
+    at_24k = np.interp(np.arange(0, len(audio) / 16000, 1 / rate), np.arange(len(audio)) / 16000, audio)
+    pcm = np.round(at_24k * 32767).astype("<i2")
+    events: list = []
+    with client.realtime.connect(extra_query={"intent": "transcription"}) as connection:
+        connection.session.update(session=session)
+
+        def send() -> None:
+            t0 = time.monotonic()
+            for i, start in enumerate(range(0, len(pcm), rate // 10)):
+                time.sleep(max(0.0, t0 + 0.1 * i / pace - time.monotonic()))
+                connection.input_audio_buffer.append(audio=base64.b64encode(pcm[start:start + rate // 10]
+                                                                            .tobytes()).decode())
+            if commit:
+                connection.input_audio_buffer.commit()
+
+        finished = threading.Event()
+
+        def send_then_close() -> None:
+            send()
+            finished.wait(timeout=30)  # the commit's completion, or the server VAD's last one
+            time.sleep(1.0)
+            connection.close()
+
+        threading.Thread(target=send_then_close, daemon=True).start()
+        with contextlib.suppress(Exception):  # the iteration ends when the socket closes
+            for event in connection:
+                events.append(event)
+                if event.type == "conversation.item.input_audio_transcription.completed" and (
+                        commit or normalize_text(event.transcript).endswith(last_words)):
+                    finished.set()
+    return events
+
+
+def test_openai_realtime_sdk_transcribes_jfk_with_server_vad(server):
+    audio = np.concatenate([load_wav("en/jfk.wav"), np.zeros(2 * 16000, np.float32)])
+    events = openai_realtime_stream(server, audio, pace=1.0, last_words="your country", session={
+        "type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 24000},
+            "transcription": {"model": "whisper-1", "language": "en"},
+            "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}}}})
+    types = [e.type for e in events]
+    assert types[0] == "session.created" and "session.updated" in types
+    assert "input_audio_buffer.speech_started" in types and "input_audio_buffer.committed" in types
+    completed = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    text = " ".join(e.transcript for e in completed)
+    assert wer(JFK_TEXT, text) <= 0.05, text
+    deltas = [e for e in events if e.type == "conversation.item.input_audio_transcription.delta"]
+    assert "".join(e.delta for e in deltas if e.item_id == completed[0].item_id) == completed[0].transcript
+
+
+def test_openai_realtime_sdk_long_file_with_manual_commit(server, manifest):
+    rel = "en/long_lj001_0001-0016.wav"
+    audio = load_wav(rel)[: 16000 * 45]
+    events = openai_realtime_stream(server, audio, pace=3.0, commit=True, session={
+        "type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                                                     "transcription": {"language": "en"}, "turn_detection": None}}})
+    completed = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert len(completed) == 1  # no turn detection: one item, ended by the commit
+    heard = normalize_text(completed[0].transcript).split()
+    reference = normalize_text(manifest[rel]["text"]).split()
+    assert len(heard) >= 90 and wer(" ".join(reference[:len(heard)]), " ".join(heard)) <= 0.08, completed[0].transcript

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a stream that sends no audio for this long gets its last words final (0.6)")
     p.add_argument("--max-batch", type=int, default=8, metavar="N",
                    help="windows of different streams decoded together, at most (8)")
+    p.add_argument("--cpu-threads", type=int, default=0, metavar="N",
+                   help="CTranslate2 threads on the CPU (0: the cores this process may use)")
     p.add_argument("--max-delay", type=_positive_float, default=1.0, metavar="S",
                    help="refuse new streams while due windows wait longer than this (1.0)")
     p.add_argument("--idle-timeout", type=_positive_float, default=60.0, metavar="S",
@@ -349,7 +351,8 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, max_connections=args.max_connections,
         max_frame_bytes=args.max_frame_kb * 1024, max_upload_bytes=args.max_upload_mb << 20,
         max_upload_s=args.max_upload_s, stall_flush_s=args.stall_flush, max_batch=args.max_batch,
-        max_delay_s=args.max_delay, idle_timeout_s=args.idle_timeout, max_backlog_s=args.max_backlog,
+        max_delay_s=args.max_delay, cpu_threads=args.cpu_threads, idle_timeout_s=args.idle_timeout,
+        max_backlog_s=args.max_backlog,
         api_key=args.api_key or os.environ.get("RTWHISPER_API_KEY") or None,
         allowed_origins=tuple(args.allow_origin), allowed_hosts=tuple(args.allow_host),
     )

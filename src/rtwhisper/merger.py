@@ -43,6 +43,38 @@ def normalize_word(text: str) -> str:
     return key or text.strip().casefold()
 
 
+def _has_hangul(text: str) -> bool:
+    return any("\uac00" <= ch <= "\ud7a3" or "\u1100" <= ch <= "\u11ff" or "\u3130" <= ch <= "\u318f"
+               for ch in text)
+
+
+def _agreed(previous: Sequence[Word], current: Sequence[Word]) -> int:
+    """How many leading words of ``current`` the ``previous`` hypothesis agrees with (LocalAgreement).
+
+    Words agree when their keys (:func:`normalize_word`) are equal. Korean spacing varies from
+    one decode to the next ("했다" / "했 다", "할 수" / "할수"), so where Hangul is involved the
+    comparison runs on the characters: a word agrees when its characters come next in the
+    previous hypothesis, wherever that one put its spaces.
+    """
+    before = [normalize_word(w.text) for w in previous]
+    text = "".join(before)
+    word_at: dict[int, str] = {}  # where each previous word starts in ``text``
+    start = 0
+    for key in before:
+        word_at[start] = key
+        start += len(key)
+    position = agreed = 0
+    for word in current:
+        key = normalize_word(word.text)
+        if text[position:position + len(key)] != key:
+            break
+        if not _has_hangul(key) and word_at.get(position) != key:
+            break  # outside Korean, words agree whole, as before ("the reader" is not "there ader")
+        position += len(key)
+        agreed += 1
+    return agreed
+
+
 @dataclass(frozen=True)
 class MergeStep:
     """What one window changed: newly final words, and the words still pending."""
@@ -127,11 +159,7 @@ class OverlapMerger:
                                             else _SKIP_TOLERANCE_S)
                 ]
             new = self._restore_inner_skips(skipped + new)
-        agreed = 0
-        for previous, current in zip(self._pending, new, strict=False):
-            if normalize_word(previous.text) != normalize_word(current.text):
-                break
-            agreed += 1
+        agreed = _agreed(self._pending, new)
         count = len(new) if final else agreed
         if confident_before_s is not None and not final:
             while count < len(new) and new[count].end_s <= confident_before_s \

@@ -4,8 +4,10 @@ The normalizer (used by the tests and the benchmarks alike): Unicode NFKC, case-
 hyphens and slashes become spaces, other punctuation and symbols are removed, whole
 numbers written in digits become English words as they are read: ordinals ("15th" →
 "fifteenth"), years from 1100 to 1999 in pairs ("1455" → "fourteen fifty five"), other whole
-numbers in full ("42" → "forty two"); and runs of whitespace collapse. WER counts words; CER counts
-characters with spaces ignored (the usual measure for Korean, whose spacing varies).
+numbers in full ("42" → "forty two"); in text with Hangul, numbers become their Sino-Korean
+reading instead ("2018년" → "이천십팔 년", as the Zeroth corpus writes "이천 십 팔 년"); and runs of
+whitespace collapse. WER counts words; CER counts characters with spaces ignored (the usual
+measure for Korean, whose spacing varies), so the metric measures recognition, not formatting.
 """
 
 from __future__ import annotations
@@ -65,11 +67,41 @@ def _spoken_number(match: re.Match[str]) -> str:
     return " " + number_to_words(n) + " "
 
 
+_KO_DIGITS = "영일이삼사오육칠팔구"
+
+
+def korean_number(n: int) -> str:
+    """The Sino-Korean reading of a whole number, without spaces ("2018" → "이천십팔").
+
+    One before 십, 백, 천 and 만 is not read (십, 백, 천, 만; but 일억, 일조), as numbers are spoken.
+    """
+    if n == 0:
+        return "영"
+    out = []
+    for size, name in ((10**12, "조"), (10**8, "억"), (10**4, "만"), (1, "")):
+        group, n = divmod(n, size)
+        if group:
+            words = ""
+            for value, unit in ((1000, "천"), (100, "백"), (10, "십")):
+                digit, group = divmod(group, value)
+                if digit:
+                    words += ("" if digit == 1 else _KO_DIGITS[digit]) + unit
+            words += _KO_DIGITS[group] if group else ""
+            out.append(("" if words == "일" and name == "만" else words) + name)
+    return "".join(out)
+
+
+def _has_hangul(text: str) -> bool:
+    return any("\uac00" <= ch <= "\ud7a3" for ch in text)
+
+
 def normalize_text(text: str) -> str:
     """The one normalizer: see the module docstring."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
     text = re.sub(r"[-/–—]", " ", text)
+    if _has_hangul(text):
+        text = re.sub(r"\d{1,16}", lambda m: " " + korean_number(int(m.group(0))) + " ", text)
     text = re.sub(r"(\d+)(st|nd|rd|th)?\b", _spoken_number, text)
     text = "".join(ch if not unicodedata.category(ch).startswith(("P", "S")) else " " for ch in text)
     return " ".join(text.split())

@@ -26,7 +26,8 @@ How a word becomes final (see ``docs/streaming.md`` for the measurements):
    ``endpoint_max_silence_s`` after an unfinished phrase: Whisper's punctuation tells them
    apart) ends the utterance: everything pending becomes final, and that final has
    ``end_of_utterance``. The phrase is heard to its end first, so the endpoint itself costs
-   no decode.
+   no decode — unless the words stop well before the speech does (``SHORTFALL_S``): then one
+   decode of the whole utterance with Whisper's full input decides its end.
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ window that starts inside the first word loses it."""
 HEARD_AFTER_SPEECH_S = 0.1
 """Silence a decode must have heard after an utterance's last speech for its hypothesis to be
 taken as that utterance's end without another decode."""
+
+SHORTFALL_S = 0.4
+"""Speech after an utterance's last word beyond which its end gets a decode of its own: Whisper
+sometimes stops early when speech runs to the end of its input (on the shared Korean clips the
+last phrase was lost: "동백꽃속으로" without "폭 파묻혀 버렸다"), and the endpoint decode, with
+the full 30 s input as the offline pipeline uses, hears it."""
 
 UpdateKind = Literal["update", "endpoint", "flush", "last"]
 
@@ -357,6 +364,10 @@ class RealtimeWhisperProcessor:
                     deadline = endpoint.ended_s if self._sentence_complete() \
                         else max(endpoint.ended_s, endpoint.end_s + self.endpoint_max_silence_s)
                     if deadline <= horizon + 1e-9:
+                        if self._words_fall_short(endpoint):
+                            # The last hypothesis stopped before the speech did (Whisper ends
+                            # early when speech runs to the window's end): one whole decode.
+                            return self._make_update(Window(self._anchor_s, deadline), "endpoint").request
                         self._ready += self._close_utterance(deadline)
                         self._endpointer.forget_before(deadline)
                         continue
@@ -484,6 +495,13 @@ class RealtimeWhisperProcessor:
         end_s = utterance.end_s if utterance.end_s is not None else math.inf
         return self._last_end_s >= end_s + HEARD_AFTER_SPEECH_S
 
+    def _words_fall_short(self, utterance: Utterance) -> bool:
+        """Whether the utterance's words end ``SHORTFALL_S`` or more before its speech does."""
+        if utterance.end_s is None or not (self._merger.pending or self._utterance_has_text):
+            return False
+        last = self._merger.pending[-1] if self._merger.pending else self._merger.committed[-1]
+        return last.end_s < utterance.end_s - SHORTFALL_S
+
     def _has_new_speech(self, until_s: float) -> bool:
         """Whether a decode of the audio up to ``until_s`` could change anything: speech the last
         decode did not hear (a pause with every word already heard costs no decode)."""
@@ -552,7 +570,7 @@ class RealtimeWhisperProcessor:
             beam_size=self.beam_size,
             prompt=prompt,
             prefix=prefix,
-            end_of_stream=kind == "last",
+            end_of_stream=kind in ("last", "endpoint"),
             max_new_tokens=None if kind != "update" else int(
                 (window.end_s - self._merger.commit_s) * NEW_TOKENS_PER_SECOND) + 8,
             thorough=kind != "update" or self._failed_updates > 0,

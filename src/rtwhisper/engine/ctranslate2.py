@@ -101,8 +101,10 @@ class WhisperEngine:
     """A Whisper model on CTranslate2, serving batches of windows. Thread-safe.
 
     ``num_workers`` lets that many threads run batches at once (CTranslate2 replicas share
-    the weights); ``cpu_threads`` is the intra-op thread count of each (0: CTranslate2 picks,
-    which is every core). ``min_encoder_s`` is how much input the encoder sees at least.
+    the weights); ``cpu_threads`` is the intra-op thread count of each. 0 means the cores this
+    process may run on, divided among the workers (:func:`default_cpu_threads`): CTranslate2's
+    own default is 4 whatever the machine, which oversubscribes 2 cores and leaves most of a
+    16-core machine idle. ``min_encoder_s`` is how much input the encoder sees at least.
 
     Why a minimum: the encoder's cost grows with its input (base int8 on 2 cores: 21 ms for
     2 s, 71 ms for 10 s, 200 ms for 20 s, 450 ms for 30 s), but trimmed all the way to the
@@ -132,6 +134,8 @@ class WhisperEngine:
         self.model_path = model_path
         self.min_frames = _even(round(min_encoder_s * FRAMES_PER_SECOND))
         self.device = "cpu"
+        self.cpu_threads = 0
+        """Intra-op threads per worker on the CPU (0 on a GPU)."""
         self.fallback_reason: str | None = None
         """Why ``device="auto"`` runs on the CPU although a GPU is visible (``None`` otherwise)."""
         wanted = device
@@ -151,8 +155,9 @@ class WhisperEngine:
                 self.fallback_reason = hint
                 log.warning("rtwhisper: the GPU cannot run the model (%s); running on the CPU", hint)
         if self.device == "cpu":
+            self.cpu_threads = cpu_threads or default_cpu_threads(num_workers)
             model = WhisperModel(model_path, device="cpu", compute_type=resolve_compute_type(compute_type, "cpu"),
-                                 cpu_threads=cpu_threads, num_workers=num_workers)
+                                 cpu_threads=self.cpu_threads, num_workers=num_workers)
         self.compute_type = resolve_compute_type(compute_type, self.device)
         self.whisper_model = model
         self.model = model.model  # ctranslate2.models.Whisper
@@ -412,6 +417,15 @@ class WhisperEngine:
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+def default_cpu_threads(num_workers: int = 1) -> int:
+    """The cores this process may run on (its CPU affinity, which containers set), shared by the workers."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, num_workers))
 
 
 def _bucketed(prompt: list[int]) -> list[int]:

@@ -262,8 +262,8 @@ class Scheduler:
                     self._deliver(handle, self._timed(handle, proc.finish))
                     self._drop(handle, reason=None, notify=True)
                     return
-                if flush:
-                    self._deliver(handle, self._timed(handle, proc.flush))
+                if flush:  # delivered even when empty: the front end learns the flush is done
+                    self._deliver(handle, self._timed(handle, proc.flush), progress=True)
                 request = proc.next_request()
                 if request is not None:
                     handle._due, handle._due_since = request, self.clock()

@@ -7,7 +7,9 @@ the event loop never waits for recognition.
 
 * :mod:`.http` — the guard every request passes (Host, Origin, key, sizes) and upload decoding;
 * :mod:`.routes` — the page, ``/health`` and ``POST /transcribe``; :mod:`.openai_api` — ``/v1/audio/*``;
-* :mod:`.protocol` — the stream protocol (sans-I/O); :mod:`.ws` — its WebSocket driver.
+* :mod:`.protocol` — the stream protocol (sans-I/O); :mod:`.deepgram` — Deepgram's live API on it
+  (``/v1/listen``); :mod:`.openai_realtime` — OpenAI's Realtime transcription sessions
+  (``/v1/realtime``); :mod:`.ws` — their WebSocket driver.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
     @app.websocket("/ws")
     async def stream_alias(websocket: WebSocket) -> None:
         await serve_stream(websocket, state)
+
+    @app.websocket("/v1/listen")
+    async def deepgram_listen(websocket: WebSocket) -> None:
+        await serve_stream(websocket, state, "deepgram")
+
+    @app.websocket("/v1/realtime")
+    async def openai_realtime(websocket: WebSocket) -> None:
+        await serve_stream(websocket, state, "openai-realtime")
 
     app.add_middleware(Guard, config=config)
     return app

@@ -54,6 +54,9 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         get_preset(self.preset)  # raises ConfigError for an unknown one
+        if isinstance(self.cpu_threads, bool) or not isinstance(self.cpu_threads, int) or self.cpu_threads < 0:
+            raise ConfigError(f"cpu_threads must be 0 (the cores available) or a positive integer, "
+                              f"got {self.cpu_threads!r}")
         for name in ("max_connections", "max_frame_bytes", "max_upload_bytes", "max_concurrent_uploads",
                      "max_batch"):
             value = getattr(self, name)

@@ -47,11 +47,13 @@ def http_error_body(status: int, message: str, code: str | None = None) -> dict[
 
 
 def api_key_given(headers: Any, query_string: bytes = b"") -> str | None:
-    """The key from ``Authorization: Bearer``, ``X-API-Key`` or (WebSocket only) ``?api_key=``."""
+    """The key from ``Authorization: Bearer`` (or ``Token``, as Deepgram's clients send it),
+    ``X-API-Key`` or (WebSocket only) ``?api_key=``."""
     given = headers.get("x-api-key")
     auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() in ("bearer", "token") and value.strip():
+        given = value.strip()
     if given is None and query_string:
         values = parse_qs(query_string.decode("latin-1")).get("api_key")
         given = values[0] if values else None

@@ -138,6 +138,7 @@ class StreamConfig:
     task: str | None = None
     format: str = "f32le"
     sample_rate: int = 16000
+    channels: int = 1
     initial_prompt: str | None = None
     chunk_duration: float | None = None
     overlap_duration: float | None = None
@@ -253,12 +254,14 @@ class StreamSession:
         if self.state in (SessionState.ENDING, SessionState.CLOSED):
             return self._bad("stream_ended", "audio after {\"type\": \"end\"}; open a new connection")
         if len(data) > self.limits.max_frame_bytes:
-            return [Send(error_message(
+            return [Send(self._error(
                 "frame_too_big", f"a frame of {len(data)} bytes is over the limit of {self.limits.max_frame_bytes}; "
                 "send audio in smaller frames (0.1 s is 6400 bytes)")), *self._close(CLOSE_TOO_BIG, "frame too big")]
         try:
-            samples = decode_pcm_bytes(data, self.config.format, 1)
+            samples = decode_pcm_bytes(data, self.config.format, self.config.channels)
             check_sample_range(samples, self.config.format)
+            if samples.ndim == 2:  # interleaved channels: one stream hears their mix
+                samples = samples.mean(axis=1, dtype=np.float32)
         except AudioFormatError as exc:
             return self._bad("bad_audio", f"frame rejected: {exc}")
         self._bad_in_a_row = 0
@@ -312,9 +315,9 @@ class StreamSession:
             if self.received_bytes:
                 # A client that stopped sending without {"type": "end"} (websocat -n at the end of
                 # its input): its audio is still transcribed to the end, then the socket closes.
-                return [Send(error_message("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; "
+                return [Send(self._error("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; "
                                                            "finishing the stream")), *self._end()]
-            return [Send(error_message("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; closing")),
+            return [Send(self._error("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; closing")),
                     *self._close(CLOSE_GOING_AWAY, "idle timeout")]
         if not self._flushed and self._opened and since >= self.limits.stall_flush_s - 1e-6:
             self._flushed = True  # once per stall: the last words become final without waiting
@@ -341,8 +344,7 @@ class StreamSession:
         if self._opening:  # a config message asked for it: tell the client what it got
             self.config = self._pending_config
             self._opening = False
-            actions.append(Send({"type": "ready", "text": "", **info, "format": self.config.format,
-                                 "sample_rate": self.config.sample_rate}))
+            actions.append(Send(self._ready(info)))
         actions += [Feed(samples) for samples in self._held]
         self._held = []
         if self.state is SessionState.ENDING:
@@ -352,18 +354,18 @@ class StreamSession:
     def open_failed(self, code: str, reason: str, *, refused: bool = False) -> list[Action]:
         """The recogniser stream could not be made: a bad config (the stream goes on) or no room."""
         if refused:
-            return [Send(error_message(code, reason)), *self._close(CLOSE_TRY_AGAIN, code.replace("_", " "))]
+            return [Send(self._error(code, reason)), *self._close(CLOSE_TRY_AGAIN, code.replace("_", " "))]
         self._opening = False
         if self.state is SessionState.STREAMING:  # audio came with settings that cannot work
-            return [Send(error_message(code, reason)), *self._close(CLOSE_POLICY, "bad configuration")]
-        return [Send(error_message(code, reason))]
+            return [Send(self._error(code, reason)), *self._close(CLOSE_POLICY, "bad configuration")]
+        return [Send(self._error(code, reason))]
 
     def recognised(self, events: list[TranscriptEvent], recognised_s: float) -> list[Action]:
         """Events from the recogniser; ``recognised_s``: how much audio it has dealt with."""
         self.recognised_s = max(self.recognised_s, recognised_s)
         if self.state is SessionState.CLOSED:
             return []
-        actions: list[Action] = [Send(e.to_dict()) for e in events if e.is_final or self.config.partials]
+        actions: list[Action] = [Send(m) for m in self._transcripts(events)]
         return actions + self._lag_actions()
 
     def recogniser_closed(self, reason: str | None, audio_s: float) -> list[Action]:
@@ -371,10 +373,9 @@ class StreamSession:
         if self.state is SessionState.CLOSED:
             return []
         if reason is None:
-            return [Send({"type": "done", "text": "", "audio_s": round(audio_s, 3)}),
-                    *self._close(CLOSE_NORMAL, "end of stream")]
+            return [*(Send(m) for m in self._done(audio_s)), *self._close(CLOSE_NORMAL, "end of stream")]
         overloaded = reason.startswith("overloaded")
-        return [Send(error_message("overloaded" if overloaded else "internal", reason)),
+        return [Send(self._error("overloaded" if overloaded else "internal", reason)),
                 *self._close(CLOSE_TRY_AGAIN if overloaded else CLOSE_INTERNAL,
                              "overloaded" if overloaded else "internal error")]
 
@@ -396,16 +397,16 @@ class StreamSession:
             return []
         if self.state is SessionState.AWAITING_CONFIG and not self._opening and not self._opened:
             self.state = SessionState.ENDING
-            return [Send({"type": "done", "text": "", "audio_s": 0.0}), *self._close(CLOSE_NORMAL, "end of stream")]
+            return [*(Send(m) for m in self._done(0.0)), *self._close(CLOSE_NORMAL, "end of stream")]
         self.state = SessionState.ENDING
         return [Finish()] if self._opened else []
 
     def _bad(self, code: str, message: str) -> list[Action]:
         """An error for a bad input; the stream goes on, unless the client sends nothing else."""
         self._bad_in_a_row += 1
-        actions: list[Action] = [Send(error_message(code, message))]
+        actions: list[Action] = [Send(self._error(code, message))]
         if self._bad_in_a_row >= self.limits.max_bad_frames:
-            actions += [Send(error_message("too_many_errors", f"{self._bad_in_a_row} invalid frames in a row; "
+            actions += [Send(self._error("too_many_errors", f"{self._bad_in_a_row} invalid frames in a row; "
                                                               "closing"))]
             actions += self._close(CLOSE_POLICY, "too many invalid frames")
         return actions
@@ -417,7 +418,7 @@ class StreamSession:
         # Audio within one update step of the last one is waiting for its turn, not late.
         lag_s = max(0.0, self.received_s - self.recognised_s - self._chunk_s)
         if lag_s > self.limits.max_backlog_s:
-            return [Send(error_message("backlog", f"{lag_s:.0f} s of audio waiting, over the limit of "
+            return [Send(self._error("backlog", f"{lag_s:.0f} s of audio waiting, over the limit of "
                                                   f"{self.limits.max_backlog_s:g} s; send audio no faster than "
                                                   "real time")), *self._close(CLOSE_POLICY, "too far behind")]
         if lag_s < self._lag_reported_s + LAG_REPORT_S:
@@ -425,8 +426,27 @@ class StreamSession:
                 self._lag_reported_s = 0.0
             return []
         self._lag_reported_s = lag_s
-        return [Send({"type": "lag", "text": "", "lag_s": round(lag_s, 2), "received_s": round(self.received_s, 2),
-                      "recognised_s": round(self.recognised_s, 2)})]
+        lag = self._lag(lag_s)
+        return [Send(lag)] if lag is not None else []
+
+    # -- the messages: the native protocol's shapes (another protocol overrides these) ------------
+
+    def _error(self, code: str, message: str) -> Message:
+        return error_message(code, message)
+
+    def _ready(self, info: dict[str, Any]) -> Message:
+        return {"type": "ready", "text": "", **info, "format": self.config.format,
+                "sample_rate": self.config.sample_rate}
+
+    def _transcripts(self, events: list[TranscriptEvent]) -> list[Message]:
+        return [e.to_dict() for e in events if e.is_final or self.config.partials]
+
+    def _done(self, audio_s: float) -> list[Message]:
+        return [{"type": "done", "text": "", "audio_s": round(audio_s, 3)}]
+
+    def _lag(self, lag_s: float) -> Message | None:
+        return {"type": "lag", "text": "", "lag_s": round(lag_s, 2), "received_s": round(self.received_s, 2),
+                "recognised_s": round(self.recognised_s, 2)}
 
     def _close(self, code: int, reason: str) -> list[Action]:
         self.state = SessionState.CLOSED

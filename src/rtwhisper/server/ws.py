@@ -21,7 +21,10 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from ..engine.scheduler import Overloaded, StreamHandle
 from ..errors import RtWhisperError
 from ..events import TranscriptEvent
+from .deepgram import DeepgramSession
+from .openai_realtime import RealtimeSession
 from .protocol import (
+    CLOSE_POLICY,
     CLOSE_TRY_AGAIN,
     Action,
     Close,
@@ -48,9 +51,37 @@ def session_limits(state: ServerState) -> SessionLimits:
 
 
 async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str = "native") -> None:
-    """Accept one WebSocket stream (the key, Host and Origin were checked before the handshake)."""
+    """Accept one WebSocket stream (the key, Host and Origin were checked before the handshake).
+
+    ``protocol``: ``"native"`` (rtwhisper's, the guide's clients), ``"deepgram"`` (``/v1/listen``,
+    settings from the query string) or ``"openai-realtime"`` (``/v1/realtime?intent=transcription``).
+    """
     await websocket.accept()
     config = state.config
+    session: StreamSession
+    if protocol == "deepgram":
+        try:
+            session = DeepgramSession.from_query(websocket.scope.get("query_string", b"").decode("latin-1"),
+                                                 limits=session_limits(state),
+                                                 model_name=config.resolved_model_name)
+        except RtWhisperError as exc:
+            await websocket.send_text(json.dumps({"type": "Error", "variant": "bad_request",
+                                                  "description": str(exc), "message": "bad_request"}))
+            await websocket.close(code=CLOSE_POLICY, reason="bad parameters")
+            return
+    elif protocol == "openai-realtime":
+        try:
+            session = RealtimeSession.from_query(websocket.scope.get("query_string", b"").decode("latin-1"),
+                                                 limits=session_limits(state),
+                                                 model_name=config.resolved_model_name)
+        except RtWhisperError as exc:
+            await websocket.send_text(json.dumps({"type": "error", "event_id": "event_0", "error": {
+                "type": "invalid_request_error", "code": "unsupported", "message": str(exc), "param": None,
+                "event_id": None}}))
+            await websocket.close(code=CLOSE_POLICY, reason="unsupported session")
+            return
+    else:
+        session = StreamSession(session_limits(state))
     if state.connections >= config.max_connections:
         state.refused += 1
         state.metrics.refusals.labels("server_full").inc()
@@ -61,7 +92,7 @@ async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str =
     state.connections += 1
     state.metrics.streams.inc()
     try:
-        await StreamDriver(websocket, state, protocol).run()
+        await StreamDriver(websocket, state, protocol, session).run()
     finally:
         state.connections -= 1
         state.metrics.streams.dec()
@@ -70,12 +101,12 @@ async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str =
 class StreamDriver:
     """Runs one :class:`StreamSession` over one socket."""
 
-    def __init__(self, websocket: WebSocket, state: ServerState, protocol: str) -> None:
+    def __init__(self, websocket: WebSocket, state: ServerState, protocol: str, session: StreamSession) -> None:
         self.ws = websocket
         self.state = state
         self.protocol = protocol
         self.id = next(_ids)
-        self.session = StreamSession(session_limits(state))
+        self.session = session
         self.handle: StreamHandle | None = None
         self.inbox: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
         self.send_lock = asyncio.Lock()
@@ -139,6 +170,7 @@ class StreamDriver:
             if kind == "events":
                 self._count_compute()
                 self.metrics.lag_s.observe(max(0.0, self.session.received_s - seconds))
+                self._observe(payload)
                 await self.perform(self.session.recognised(payload, seconds))
             else:
                 await self.perform(self.session.recogniser_closed(payload, seconds))
@@ -147,7 +179,6 @@ class StreamDriver:
     async def perform(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, Send):
-                self._observe(action.message)
                 await self.send(action.message)
             elif isinstance(action, Feed):
                 if self.handle is not None:
@@ -183,11 +214,11 @@ class StreamDriver:
             "endpoint_silence_s": processor.endpoint_silence_s,
         })
 
-    def _observe(self, message: dict[str, Any]) -> None:
-        """A final's latency on the audio clock: audio received past its last word's end."""
-        words = message.get("words") or ()
-        if message.get("is_final") and words:
-            self.metrics.final_latency_s.observe(max(0.0, self.session.received_s - float(words[-1]["end_s"])))
+    def _observe(self, events: list[TranscriptEvent]) -> None:
+        """A final's latency on the audio clock: audio received past its last word's end, when it is sent."""
+        for event in events:
+            if event.is_final and event.words:
+                self.metrics.final_latency_s.observe(max(0.0, self.session.received_s - event.words[-1].end_s))
 
     def _count_compute(self) -> None:
         if self.handle is not None:

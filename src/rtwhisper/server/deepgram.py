@@ -1,0 +1,210 @@
+"""Deepgram's live transcription protocol (``/v1/listen``) on the same sans-I/O session.
+
+Apps written against Deepgram's streaming API (its SDKs, or a bare WebSocket) switch to a
+local rtwhisper by changing the URL. :class:`DeepgramSession` is :class:`StreamSession` — the
+same limits, stall flush, idle timeout and close decisions — with Deepgram's shapes:
+
+* settings come from the query string, not a config message: ``encoding`` (``linear16``;
+  raw PCM only, so containers such as ``opus`` or ``mp3`` are refused), ``sample_rate``,
+  ``channels`` (mixed to one stream), ``language`` (``en-US`` → ``en``; ``multi`` or none:
+  detected), ``interim_results``, ``endpointing`` (milliseconds of silence that end an
+  utterance, or ``false``), ``utterance_end_ms``, ``vad_events``, ``punctuate``, ``model``
+  (any name is accepted; the server's own model answers, and ``Metadata`` names it);
+* client messages ``KeepAlive`` (keeps the stream open without audio), ``Finalize`` (make
+  what was heard final now: the next results carry ``from_finalize``) and ``CloseStream``
+  (finish: the last results, then ``Metadata``, then close 1000);
+* server messages ``Results`` (``channel.alternatives[0]`` with ``transcript``,
+  ``confidence`` and ``words``; ``is_final``; ``speech_final`` on the result that ends an
+  utterance at a pause: rtwhisper's ``end_of_utterance``; ``start`` and ``duration``),
+  ``SpeechStarted`` (with ``vad_events``), ``UtteranceEnd`` (with ``utterance_end_ms``),
+  ``Metadata`` and ``Error``.
+
+Deepgram's defaults are kept where they are a choice of the client (no interim results, no
+VAD events); its 10 ms default endpointing is not — Whisper needs context, so without
+``endpointing`` the server's preset decides.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..audio import ACCEPTED_SAMPLE_RATES
+from ..engine import validate_language
+from ..errors import ConfigError
+from ..events import TranscriptEvent
+from ..merger import normalize_word
+from .protocol import Action, Flush, Message, SessionState, StreamConfig, StreamSession
+
+ENCODINGS = {"linear16": "s16le", "linear32f": "f32le"}
+"""Raw PCM encodings accepted (Deepgram's ``linear16``; ``linear32f`` for float32 clients)."""
+
+TRUE = ("true", "1", "yes")
+
+
+@dataclass
+class DeepgramOptions:
+    """What the query string asked for, beyond the stream's audio format."""
+
+    model: str | None = None
+    interim_results: bool = False
+    punctuate: bool = True
+    vad_events: bool = False
+    utterance_end_ms: int | None = None
+    ignored: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, query: str) -> tuple[DeepgramOptions, StreamConfig]:
+        """The options and the stream config; a bad value raises :class:`ConfigError`."""
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        options = cls(model=params.pop("model", None))
+        config = StreamConfig(partials=False)
+        encoding = params.pop("encoding", None)
+        if encoding is None or encoding not in ENCODINGS:
+            raise ConfigError(
+                f"encoding must be one of {', '.join(ENCODINGS)} (raw PCM), got {encoding!r}; "
+                "send containerized audio (wav, mp3, opus…) to POST /v1/audio/transcriptions instead")
+        config.format = ENCODINGS[encoding]
+        rate = params.pop("sample_rate", None)
+        if rate is None or not rate.isdigit() or int(rate) not in ACCEPTED_SAMPLE_RATES:
+            raise ConfigError(f"sample_rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))}, "
+                              f"got {rate!r}")
+        config.sample_rate = int(rate)
+        channels = params.pop("channels", "1")
+        if not channels.isdigit() or not 1 <= int(channels) <= 8:
+            raise ConfigError(f"channels must be 1 to 8 (they are mixed into one stream), got {channels!r}")
+        config.channels = int(channels)
+        language = params.pop("language", None)
+        if language and language != "multi":
+            code = language.split("-")[0].lower()
+            validate_language(code)
+            config.language = code
+        options.interim_results = params.pop("interim_results", "false").lower() in TRUE
+        config.partials = options.interim_results
+        options.punctuate = params.pop("punctuate", "true").lower() in TRUE
+        options.vad_events = params.pop("vad_events", "false").lower() in TRUE
+        endpointing = params.pop("endpointing", None)
+        if endpointing is not None:
+            if endpointing.lower() == "false":
+                config.endpoint_silence_s = 10.0  # the longest pause the processor accepts
+            elif endpointing.isdigit():
+                config.endpoint_silence_s = min(max(int(endpointing) / 1000, 0.1), 10.0)
+            else:
+                raise ConfigError(f"endpointing must be milliseconds or false, got {endpointing!r}")
+        utterance_end = params.pop("utterance_end_ms", None)
+        if utterance_end is not None:
+            if not utterance_end.isdigit():
+                raise ConfigError(f"utterance_end_ms must be milliseconds, got {utterance_end!r}")
+            options.utterance_end_ms = int(utterance_end)
+        params.pop("api_key", None)
+        options.ignored = sorted(params)
+        return options, config
+
+
+@dataclass
+class DeepgramSession(StreamSession):
+    """One ``/v1/listen`` stream: the native session's policy with Deepgram's messages."""
+
+    options: DeepgramOptions = field(default_factory=DeepgramOptions)
+    model_name: str = ""
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    _from_finalize: bool = False
+    _in_utterance: bool = False
+    _created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()))
+
+    @classmethod
+    def from_query(cls, query: str, **kwargs: Any) -> DeepgramSession:
+        """A session for the query string of a ``/v1/listen`` request (:class:`ConfigError` if bad)."""
+        options, config = DeepgramOptions.parse(query)
+        session = cls(options=options, **kwargs)
+        session.config = config
+        return session
+
+    def receive_text(self, text: str, now: float) -> list[Action]:
+        """``KeepAlive``, ``Finalize`` or ``CloseStream``."""
+        self._now = now
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            message = None
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "KeepAlive":
+            if self.state in (SessionState.AWAITING_CONFIG, SessionState.STREAMING):
+                self._last_audio_s = now  # Deepgram's way to hold a quiet stream open
+            return []
+        if kind == "Finalize":
+            if self._opened and self.state is SessionState.STREAMING:
+                self._from_finalize = True
+                self._flushed = True
+                return [Flush()]
+            return []
+        if kind == "CloseStream":
+            return self._end()
+        return self._bad("SchemaError", f"unknown message {text[:80]!r}; accepted: KeepAlive, Finalize, CloseStream "
+                                        "(JSON objects with a \"type\"); send audio as binary frames")
+
+    # -- Deepgram's shapes ------------------------------------------------------------------------
+
+    def _error(self, code: str, message: str) -> Message:
+        return {"type": "Error", "variant": code, "description": " ".join(message.split()), "message": code}
+
+    def _ready(self, info: dict[str, Any]) -> Message:  # never sent: settings come from the URL
+        return {}
+
+    def _lag(self, lag_s: float) -> Message | None:
+        return None  # Deepgram has no such message
+
+    def _transcripts(self, events: list[TranscriptEvent]) -> list[Message]:
+        out: list[Message] = []
+        for event in events:
+            if not event.is_final and not self.options.interim_results:
+                continue
+            if event.words and not self._in_utterance:
+                self._in_utterance = True
+                if self.options.vad_events:
+                    out.append({"type": "SpeechStarted", "channel": [0, 1],
+                                "timestamp": round(event.words[0].start_s, 3)})
+            out.append(self._results(event))
+            if event.is_final and event.end_of_utterance:
+                self._in_utterance = False
+                if self.options.utterance_end_ms is not None:
+                    last = event.words[-1].end_s if event.words else event.end_s
+                    out.append({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": round(last, 3)})
+        return out
+
+    def _results(self, event: TranscriptEvent) -> Message:
+        words: list[dict[str, Any]] = [
+            {"word": normalize_word(w.text), "start": round(w.start_s, 3), "end": round(w.end_s, 3),
+             "confidence": round(w.probability, 4), "punctuated_word": w.text.strip()} for w in event.words]
+        transcript = event.text if self.options.punctuate else " ".join(normalize_word(w.text) for w in event.words)
+        confidence = sum(w.probability for w in event.words) / len(event.words) if event.words else 0.0
+        from_finalize = event.is_final and self._from_finalize
+        if event.is_final:
+            self._from_finalize = False
+        return {
+            "type": "Results", "channel_index": [0, 1], "start": round(event.start_s, 3),
+            "duration": round(max(0.0, event.end_s - event.start_s), 3), "is_final": event.is_final,
+            "speech_final": event.is_final and event.end_of_utterance, "from_finalize": from_finalize,
+            "channel": {"alternatives": [{"transcript": transcript, "confidence": round(confidence, 4),
+                                          "words": words, "languages": [event.language] if event.language else []}]},
+            "metadata": {"request_id": self.request_id, "model_uuid": self.request_id,
+                         "model_info": self._model_info()},
+        }
+
+    def _model_info(self) -> dict[str, str]:
+        return {"name": self.model_name, "version": "rtwhisper", "arch": "whisper"}
+
+    def _done(self, audio_s: float) -> list[Message]:
+        note = (f"model {self.options.model!r} is served by {self.model_name!r}" if self.options.model
+                and self.options.model != self.model_name else "")
+        if self.options.ignored:
+            note += ("; " if note else "") + f"ignored parameters: {', '.join(self.options.ignored)}"
+        return [{"type": "Metadata", "transaction_key": "deprecated", "request_id": self.request_id,
+                 "sha256": "", "created": self._created, "duration": round(audio_s, 3),
+                 "channels": self.config.channels,
+                 "models": [self.model_name], "model_info": {self.model_name: self._model_info()},
+                 "warnings": [note] if note else []}]

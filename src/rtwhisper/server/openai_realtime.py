@@ -1,0 +1,240 @@
+"""OpenAI's Realtime API, transcription sessions (``/v1/realtime?intent=transcription``), on the same session.
+
+Apps that transcribe with OpenAI's Realtime API point the SDK's ``websocket_base_url`` at
+``ws://HOST:8765/v1`` instead. :class:`RealtimeSession` is :class:`StreamSession` — the same
+limits, endpointing and close decisions — speaking OpenAI's events:
+
+* client: ``session.update`` with a transcription session (input format ``audio/pcm`` at
+  24 kHz by default, any accepted rate; ``transcription.model``, ``language``, ``prompt``;
+  ``turn_detection`` ``server_vad`` with ``silence_duration_ms``, or ``null``) — before the
+  first audio, since a running stream cannot change model settings;
+  ``input_audio_buffer.append`` (base64 PCM16), ``input_audio_buffer.commit`` (end the
+  item now), ``input_audio_buffer.clear`` (drop what was not transcribed yet);
+* server: ``session.created`` / ``session.updated``, ``input_audio_buffer.speech_started`` /
+  ``speech_stopped`` (server VAD: rtwhisper's endpointing), ``input_audio_buffer.committed``,
+  ``conversation.item.input_audio_transcription.delta`` (final text as it is decided; a delta
+  is never taken back) and ``.completed`` (the item's whole transcript), ``input_audio_buffer.cleared``
+  and ``error`` in the API's shape.
+
+Without turn detection an item lasts until the client commits, as in the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..audio import ACCEPTED_SAMPLE_RATES
+from ..engine import validate_language
+from ..errors import ConfigError
+from ..events import TranscriptEvent, join_words
+from .protocol import Action, Flush, Message, Send, SessionState, StreamConfig, StreamSession
+
+DEFAULT_RATE = 24000
+"""The API's ``audio/pcm`` rate."""
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:20]}"
+
+
+@dataclass
+class RealtimeSession(StreamSession):
+    """One transcription session of OpenAI's Realtime API."""
+
+    model_name: str = ""
+    session_id: str = field(default_factory=lambda: _new_id("sess"))
+    server_vad: bool = True
+    silence_duration_ms: int | None = None
+    transcription_model: str = "whisper-1"
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
+    _item: str | None = None  # the item being transcribed
+    _previous_item: str | None = None
+    _item_text: list[str] = field(default_factory=list)
+    _item_start_s: float = 0.0
+    _committing: bool = False  # a commit's flush is on its way
+    _clearing: bool = False  # a clear's flush is on its way: its finals are dropped
+    _commit_at_s: float = 0.0  # audio received when the client committed
+
+    @classmethod
+    def from_query(cls, query: str, **kwargs: Any) -> RealtimeSession:
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        if params.get("intent") != "transcription":
+            raise ConfigError("only transcription sessions are served here: connect to "
+                              "/v1/realtime?intent=transcription")
+        session = cls(**kwargs)
+        session.config = StreamConfig(format="s16le", sample_rate=DEFAULT_RATE, partials=False)
+        return session
+
+    def start(self, now: float) -> list[Action]:
+        super().start(now)
+        return [self._send_event("session.created", session=self._session())]
+
+    def receive_text(self, text: str, now: float) -> list[Action]:
+        self._now = now
+        try:
+            message = json.loads(text)
+        except (ValueError, RecursionError):
+            message = None
+        if not isinstance(message, dict):
+            return self._bad("invalid_json", "client events are JSON objects with a \"type\"")
+        kind = message.get("type")
+        if kind == "input_audio_buffer.append":
+            try:
+                audio = base64.b64decode(str(message.get("audio", "")), validate=True)
+            except (binascii.Error, ValueError):
+                return self._bad("invalid_value", "input_audio_buffer.append needs \"audio\": base64 PCM16")
+            return self.receive_bytes(audio, now) if audio else []
+        if kind == "session.update":
+            return self._update(message.get("session"))
+        if kind == "input_audio_buffer.commit":
+            if not self._opened or self.state is not SessionState.STREAMING:
+                return self._bad("input_audio_buffer_commit_empty", "nothing to commit: append audio first")
+            self._committing = True
+            self._commit_at_s = self.received_s
+            self._flushed = True
+            return [Flush()]
+        if kind == "input_audio_buffer.clear":
+            self._item_text = []
+            if self._opened and self.state is SessionState.STREAMING:
+                self._clearing = True
+                self._flushed = True
+                return [Flush(), self._send_event("input_audio_buffer.cleared")]
+            return [self._send_event("input_audio_buffer.cleared")]
+        return self._bad("invalid_request_error", f"unknown or unsupported event type {kind!r}; accepted: "
+                                                  "session.update, input_audio_buffer.append, "
+                                                  "input_audio_buffer.commit, input_audio_buffer.clear")
+
+    def _update(self, session: Any) -> list[Action]:
+        if self.state is not SessionState.AWAITING_CONFIG or self._opened:
+            return self._bad("invalid_request_error", "session.update is accepted before the first audio only: "
+                                                      "the model settings of a running stream cannot change")
+        if not isinstance(session, dict) or session.get("type", "transcription") != "transcription":
+            return self._bad("invalid_request_error", "session must be {\"type\": \"transcription\", ...}")
+        audio_input = (session.get("audio") or {}).get("input") or {}
+        config = StreamConfig(format="s16le", sample_rate=self.config.sample_rate, partials=False)
+        fmt = audio_input.get("format") or {}
+        if fmt:
+            if fmt.get("type") != "audio/pcm":
+                return self._bad("invalid_value", f"audio format {fmt.get('type')!r} is not supported; use audio/pcm")
+            rate = fmt.get("rate", DEFAULT_RATE)
+            if rate not in ACCEPTED_SAMPLE_RATES:
+                return self._bad("invalid_value", f"rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))}")
+            config.sample_rate = int(rate)
+        transcription = audio_input.get("transcription") or {}
+        language = transcription.get("language")
+        try:
+            validate_language(language or None)
+        except ConfigError as exc:
+            return self._bad("invalid_value", str(exc))
+        config.language = language or None
+        config.initial_prompt = transcription.get("prompt") or None
+        self.transcription_model = str(transcription.get("model") or self.transcription_model)
+        if "turn_detection" in audio_input:
+            turn = audio_input["turn_detection"]
+            self.server_vad = turn is not None
+            if turn is not None:
+                if turn.get("type", "server_vad") != "server_vad":
+                    return self._bad("invalid_value", "turn_detection must be server_vad or null")
+                silence = turn.get("silence_duration_ms")
+                if silence is not None:
+                    if isinstance(silence, bool) or not isinstance(silence, int) or not 100 <= silence <= 10000:
+                        return self._bad("invalid_value", "silence_duration_ms must be 100 to 10000")
+                    self.silence_duration_ms = silence
+        if self.silence_duration_ms is not None:
+            config.endpoint_silence_s = self.silence_duration_ms / 1000
+        self.config = config
+        return [self._send_event("session.updated", session=self._session())]
+
+    # -- OpenAI's shapes --------------------------------------------------------------------------
+
+    def _send_event(self, kind: str, **fields: Any) -> Action:
+        return Send(self._event(kind, **fields))
+
+    def _event(self, kind: str, **fields: Any) -> Message:
+        return {"type": kind, "event_id": f"event_{next(self._ids)}", **fields}
+
+    def _session(self) -> Message:
+        turn = ({"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300,
+                 "silence_duration_ms": self.silence_duration_ms or 500} if self.server_vad else None)
+        return {"type": "transcription", "id": self.session_id, "object": "realtime.transcription_session",
+                "audio": {"input": {"format": {"type": "audio/pcm", "rate": self.config.sample_rate},
+                                    "transcription": {"model": self.transcription_model,
+                                                      "language": self.config.language,
+                                                      "prompt": self.config.initial_prompt or ""},
+                                    "noise_reduction": None, "turn_detection": turn}}}
+
+    def _error(self, code: str, message: str) -> Message:
+        kind = "invalid_request_error" if code not in ("overloaded", "internal") else "server_error"
+        return self._event("error", error={"type": kind, "code": code, "message": " ".join(message.split()),
+                                           "param": None, "event_id": None})
+
+    def _ready(self, info: dict[str, Any]) -> Message:
+        return {}  # never sent: session.updated answered the update
+
+    def _lag(self, lag_s: float) -> Message | None:
+        return None
+
+    def _done(self, audio_s: float) -> list[Message]:
+        return []  # the API has no end-of-stream event: the client closes
+
+    def recognised(self, events: list[TranscriptEvent], recognised_s: float) -> list[Action]:
+        actions = super().recognised(events, recognised_s)
+        if self._committing and recognised_s >= self._commit_at_s - 1e-6 and self.state is not SessionState.CLOSED:
+            # The commit's flush is done and said nothing more: the item ends with what it has.
+            actions += [Send(m) for m in self._complete(None)]
+        return actions
+
+    def _transcripts(self, events: list[TranscriptEvent]) -> list[Message]:
+        out: list[Message] = []
+        for event in events:
+            if not event.is_final:
+                continue  # deltas are never taken back, so only final text is sent
+            if self._clearing:
+                if event.end_of_utterance or not event.words:
+                    self._clearing = False
+                self._item = None
+                continue
+            if event.words:
+                if self._item is None:
+                    self._item = _new_id("item")
+                    self._item_start_s = event.words[0].start_s
+                    self._item_text = []
+                    if self.server_vad:
+                        out.append(self._event("input_audio_buffer.speech_started",
+                                               audio_start_ms=int(self._item_start_s * 1000), item_id=self._item))
+                text = join_words(event.words)
+                delta = text if not self._item_text else " " + text
+                self._item_text.append(text)
+                out.append(self._event("conversation.item.input_audio_transcription.delta", item_id=self._item,
+                                       content_index=0, delta=delta))
+            if event.end_of_utterance and (self.server_vad or self._committing):
+                out += self._complete(event)
+        return out
+
+    def _complete(self, event: TranscriptEvent | None) -> list[Message]:
+        """End the current item: committed, then completed (a commit with nothing said: an empty item)."""
+        committing, self._committing = self._committing, False
+        end_s = event.end_s if event is not None else self.recognised_s
+        if self._item is None:
+            if not committing:
+                return []
+            self._item, self._item_text, self._item_start_s = _new_id("item"), [], end_s
+        item, self._item = self._item, None
+        out = []
+        if self.server_vad and not committing:
+            out.append(self._event("input_audio_buffer.speech_stopped", audio_end_ms=int(end_s * 1000),
+                                   item_id=item))
+        out.append(self._event("input_audio_buffer.committed", item_id=item, previous_item_id=self._previous_item))
+        out.append(self._event("conversation.item.input_audio_transcription.completed", item_id=item,
+                               content_index=0, transcript=" ".join(self._item_text),
+                               usage={"type": "duration", "seconds": round(max(0.0, end_s - self._item_start_s), 3)}))
+        self._previous_item = item
+        self._item_text = []
+        return out

@@ -1,0 +1,97 @@
+"""OpenAI's Realtime transcription protocol on the sans-I/O session: events in, events out (milliseconds)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from fakes import ramp
+from rtwhisper.errors import ConfigError
+from rtwhisper.server.openai_realtime import RealtimeSession
+from rtwhisper.server.protocol import SessionLimits
+from test_protocol import WORDS, Driver
+
+
+def session() -> Driver:
+    return Driver(session=RealtimeSession.from_query("intent=transcription", limits=SessionLimits(),
+                                                     model_name="base"))
+
+
+def append(d: Driver, audio: np.ndarray, rate: int = 16000) -> None:
+    pcm = np.round(audio * 32767).astype("<i2")
+    step = rate // 10
+    for i in range(0, len(pcm), step):
+        d.now += 0.1
+        d.text(json.dumps({"type": "input_audio_buffer.append",
+                           "audio": base64.b64encode(pcm[i:i + step].tobytes()).decode()}))
+
+
+def update(d: Driver, **audio_input) -> None:
+    d.text(json.dumps({"type": "session.update", "session": {"type": "transcription",
+                                                             "audio": {"input": audio_input}}}))
+
+
+def test_created_updated_and_server_vad_items():
+    d = session()
+    assert d.sent[0]["type"] == "session.created" and d.sent[0]["session"]["type"] == "transcription"
+    update(d, format={"type": "audio/pcm", "rate": 16000}, transcription={"model": "whisper-1", "language": "en"},
+           turn_detection={"type": "server_vad", "silence_duration_ms": 400})
+    assert d.sent[1]["type"] == "session.updated"
+    assert d.sent[1]["session"]["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 400
+    append(d, ramp(8.0))
+    d.perform(d.session.tick(d.now + 1.0))  # the client pauses: the stall flush ends the utterance
+    kinds = [m["type"] for m in d.sent]
+    assert "input_audio_buffer.speech_started" in kinds and "input_audio_buffer.committed" in kinds
+    completed = [m for m in d.sent if m["type"] == "conversation.item.input_audio_transcription.completed"]
+    deltas = [m for m in d.sent if m["type"] == "conversation.item.input_audio_transcription.delta"]
+    assert completed and deltas
+    assert " ".join(m["transcript"] for m in completed).split() == [w.text.strip() for w in WORDS]
+    for item in completed:  # every item's deltas add up to its transcript
+        assert "".join(m["delta"] for m in deltas if m["item_id"] == item["item_id"]) == item["transcript"]
+    assert d.opened_with[0][1]["language"] == "en" and d.opened_with[0][1]["endpoint_silence_s"] == 0.4
+    assert len({m["event_id"] for m in d.sent}) == len(d.sent)
+
+
+def test_manual_commit_without_turn_detection():
+    d = session()
+    update(d, format={"type": "audio/pcm", "rate": 24000}, turn_detection=None)
+    audio = np.interp(np.arange(0, 4.0, 1 / 24000), np.arange(0, 4.0, 1 / 16000), ramp(4.0)).astype(np.float32)
+    append(d, audio, rate=24000)
+    assert not [m for m in d.sent if m["type"].endswith("completed")]  # no turn detection: no item ends alone
+    d.text(json.dumps({"type": "input_audio_buffer.commit"}))
+    completed = [m for m in d.sent if m["type"].endswith("completed")]
+    assert len(completed) == 1 and completed[0]["transcript"]
+    assert not [m for m in d.sent if m["type"] == "input_audio_buffer.speech_started"]
+
+
+def test_errors_in_the_api_shape_and_the_session_goes_on():
+    d = session()
+    d.text("{nope")
+    d.text(json.dumps({"type": "response.create"}))
+    d.text(json.dumps({"type": "input_audio_buffer.append", "audio": "!!!"}))
+    update(d, format={"type": "audio/pcmu"})
+    errors = [m for m in d.sent if m["type"] == "error"]
+    assert len(errors) == 4 and all(e["error"]["message"] and e["error"]["type"] for e in errors)
+    append(d, ramp(1.0))
+    update(d, transcription={"language": "ko"})  # too late: audio has started
+    assert d.sent[-1]["type"] == "error" and "before the first audio" in d.sent[-1]["error"]["message"]
+    assert d.closed is None
+
+
+def test_clear_drops_what_was_not_transcribed():
+    d = session()
+    update(d, format={"type": "audio/pcm", "rate": 16000}, turn_detection=None)
+    append(d, ramp(3.0))
+    d.text(json.dumps({"type": "input_audio_buffer.clear"}))
+    assert d.sent[-1]["type"] == "input_audio_buffer.cleared"
+    d.text(json.dumps({"type": "input_audio_buffer.commit"}))
+    completed = [m for m in d.sent if m["type"].endswith("completed")]
+    assert completed and completed[-1]["transcript"] == ""
+
+
+def test_only_transcription_sessions():
+    with pytest.raises(ConfigError, match="intent=transcription"):
+        RealtimeSession.from_query("model=gpt-realtime")
