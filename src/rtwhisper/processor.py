@@ -436,6 +436,7 @@ class RealtimeWhisperProcessor:
                                                                 or self._utterance_has_text)))
             self._covered_s = max(self._covered_s, window.end_s)
             self._utterance_has_text = False
+            self._redetect_language()
             self._anchor_s = max(self._anchor_s, self._after_utterance_s(window.end_s))
             self._endpointer.forget_before(window.end_s)
         else:
@@ -534,6 +535,7 @@ class RealtimeWhisperProcessor:
         self._last_end_s = max(self._last_end_s, at_s)
         self._anchor_s = max(self._anchor_s, self._after_utterance_s(at_s))
         self._utterance_has_text = False
+        self._redetect_language()
         return events
 
     def _after_utterance_s(self, end_s: float) -> float:
@@ -589,6 +591,19 @@ class RealtimeWhisperProcessor:
         context = join_words(committed[max(0, split - 80):split])[-PROMPT_CONTEXT_CHARS:]
         parts = [p for p in (self.initial_prompt, context) if p]
         return (" ".join(parts) if parts else None), prefix
+
+    def _redetect_language(self) -> None:
+        """After an utterance, a detected language is detected again for the next one.
+
+        A bilingual speaker (Korean and English in one meeting) changes language between
+        utterances; with the first detection locked for the whole stream, Whisper decoded the
+        Korean half "in English" as Chinese-character loops ("沖泡的鞋子, 沖泡的鞋子, …" in the
+        soak test). Within an utterance the language stays locked; the last detection is
+        kept for the events until the next one is sure.
+        """
+        if self.language is None and self._detected[0] is not None:
+            self._guess = self._detected
+            self._detected = (None, None)
 
     def _note_language(self, hypothesis: Hypothesis) -> None:
         if self.language is None and self._detected[0] is None and hypothesis.words and hypothesis.language:
