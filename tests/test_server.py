@@ -771,3 +771,18 @@ def test_openai_realtime_sdk_long_file_with_manual_commit(server, manifest):
     heard = normalize_text(completed[0].transcript).split()
     reference = normalize_text(manifest[rel]["text"]).split()
     assert len(heard) >= 90 and wer(" ".join(reference[:len(heard)]), " ".join(heard)) <= 0.08, completed[0].transcript
+
+
+def test_other_protocols_refuse_what_they_cannot_honour_in_their_own_shape(server):
+    async def first_message(url: str) -> tuple[dict, int | None]:
+        async with connect(url, open_timeout=30) as ws:
+            message = json.loads(await ws.recv())
+            with contextlib.suppress(ConnectionClosed):
+                await ws.recv()
+            return message, ws.close_code
+
+    base = f"ws://127.0.0.1:{server.port}"
+    message, code = asyncio.run(first_message(base + "/v1/listen?encoding=opus&sample_rate=48000"))
+    assert message["type"] == "Error" and "linear16" in message["description"] and code == 1008
+    message, code = asyncio.run(first_message(base + "/v1/realtime?model=gpt-realtime"))
+    assert message["type"] == "error" and "intent=transcription" in message["error"]["message"] and code == 1008

@@ -26,7 +26,6 @@ VAD events); its 10 ms default endpointing is not — Whisper needs context, so 
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from ..engine import validate_language
 from ..errors import ConfigError
 from ..events import TranscriptEvent
 from ..merger import normalize_word
-from .protocol import Action, Flush, Message, SessionState, StreamConfig, StreamSession
+from .protocol import Action, Flush, Message, SessionState, StreamConfig, StreamSession, json_object
 
 ENCODINGS = {"linear16": "s16le", "linear32f": "f32le"}
 """Raw PCM encodings accepted (Deepgram's ``linear16``; ``linear32f`` for float32 clients)."""
@@ -127,11 +126,8 @@ class DeepgramSession(StreamSession):
     def receive_text(self, text: str, now: float) -> list[Action]:
         """``KeepAlive``, ``Finalize`` or ``CloseStream``."""
         self._now = now
-        try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
-            message = None
-        kind = message.get("type") if isinstance(message, dict) else None
+        message = json_object(text)
+        kind = message.get("type") if message is not None else None
         if kind == "KeepAlive":
             if self.state in (SessionState.AWAITING_CONFIG, SessionState.STREAMING):
                 self._last_audio_s = now  # Deepgram's way to hold a quiet stream open

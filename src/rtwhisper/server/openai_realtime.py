@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from ..audio import ACCEPTED_SAMPLE_RATES
 from ..engine import validate_language
 from ..errors import ConfigError
 from ..events import TranscriptEvent, join_words
-from .protocol import Action, Flush, Message, Send, SessionState, StreamConfig, StreamSession
+from .protocol import Action, Flush, Message, Send, SessionState, StreamConfig, StreamSession, json_object
 
 DEFAULT_RATE = 24000
 """The API's ``audio/pcm`` rate."""
@@ -78,11 +77,8 @@ class RealtimeSession(StreamSession):
 
     def receive_text(self, text: str, now: float) -> list[Action]:
         self._now = now
-        try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):
-            message = None
-        if not isinstance(message, dict):
+        message = json_object(text)
+        if message is None:
             return self._bad("invalid_json", "client events are JSON objects with a \"type\"")
         kind = message.get("type")
         if kind == "input_audio_buffer.append":

@@ -209,6 +209,15 @@ class StreamConfig:
         return options
 
 
+def json_object(text: str) -> Message | None:
+    """A text frame as a JSON object, or ``None`` (not JSON, nested too deep, or not an object)."""
+    try:
+        message = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return message if isinstance(message, dict) else None
+
+
 def error_message(code: str, message: str) -> Message:
     """The one shape of every error the server sends: a code to branch on and a sentence to show.
 

@@ -41,6 +41,10 @@ from .protocol import (
 from .state import ServerState
 
 log = logging.getLogger("rtwhisper.server")
+
+SESSIONS: dict[str, type[DeepgramSession] | type[RealtimeSession]] = {
+    "deepgram": DeepgramSession, "openai-realtime": RealtimeSession}
+"""The other protocols, by name: the same session in another API's shape, set up from the query string."""
 _ids = itertools.count(1)
 
 
@@ -59,29 +63,17 @@ async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str =
     await websocket.accept()
     config = state.config
     session: StreamSession
-    if protocol == "deepgram":
+    kind = SESSIONS.get(protocol)
+    if kind is None:
+        session = StreamSession(session_limits(state))
+    else:
         try:
-            session = DeepgramSession.from_query(websocket.scope.get("query_string", b"").decode("latin-1"),
-                                                 limits=session_limits(state),
-                                                 model_name=config.resolved_model_name)
-        except RtWhisperError as exc:
-            await websocket.send_text(json.dumps({"type": "Error", "variant": "bad_request",
-                                                  "description": str(exc), "message": "bad_request"}))
+            session = kind.from_query(websocket.scope.get("query_string", b"").decode("latin-1"),
+                                      limits=session_limits(state), model_name=config.resolved_model_name)
+        except RtWhisperError as exc:  # parameters it cannot honour: said in its own shape, then closed
+            await websocket.send_text(json.dumps(kind()._error("bad_request", str(exc))))
             await websocket.close(code=CLOSE_POLICY, reason="bad parameters")
             return
-    elif protocol == "openai-realtime":
-        try:
-            session = RealtimeSession.from_query(websocket.scope.get("query_string", b"").decode("latin-1"),
-                                                 limits=session_limits(state),
-                                                 model_name=config.resolved_model_name)
-        except RtWhisperError as exc:
-            await websocket.send_text(json.dumps({"type": "error", "event_id": "event_0", "error": {
-                "type": "invalid_request_error", "code": "unsupported", "message": str(exc), "param": None,
-                "event_id": None}}))
-            await websocket.close(code=CLOSE_POLICY, reason="unsupported session")
-            return
-    else:
-        session = StreamSession(session_limits(state))
     if state.connections >= config.max_connections:
         state.refused += 1
         state.metrics.refusals.labels("server_full").inc()
