@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from rtwhisper import RealtimeWhisperProcessor
-from rtwhisper.bench.realtime import realtime_run
-from rtwhisper.engine import DecodeOptions, DecodeRequest, WhisperEngine
-from rtwhisper.metrics import normalize_text, wer
+from rtwhisper.bench.realtime import batching_ratio, realtime_run
+from rtwhisper.engine import WhisperEngine
+from rtwhisper.metrics import wer
 
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
 
@@ -51,20 +51,10 @@ def stream(engine: WhisperEngine, audio: np.ndarray) -> tuple[str, float]:
 
 
 def batching(engine: WhisperEngine, long: np.ndarray, sizes: list[int]) -> list[dict[str, Any]]:
-    """Windows of 6 s from the long file: one batch of B against B single calls."""
+    """Windows of 6 s from the long file: one batch of B against B single calls (the benchmark's own measure)."""
     rows = []
-    for b in sizes:
-        requests = [DecodeRequest(long[int(k * 2.0 * 16000): int((k * 2.0 + 6.0) * 16000)],
-                                  DecodeOptions(language="en")) for k in range(b)]
-        engine.transcribe_batch(requests[:1])  # warm
-        started = time.perf_counter()
-        batched = engine.transcribe_batch(requests)
-        batched_s = time.perf_counter() - started
-        started = time.perf_counter()
-        single = [engine.transcribe_batch([r])[0] for r in requests]
-        single_s = time.perf_counter() - started
-        same = sum(normalize_text(" ".join(w.text for w in a.words))
-                   == normalize_text(" ".join(w.text for w in c.words)) for a, c in zip(batched, single, strict=True))
+    for row in batching_ratio(engine, long, tuple(sizes)):
+        b, batched_s, single_s, same = row["windows"], row["batched_s"], row["one_by_one_s"], row["same_words"]
         rows.append({"batch": b, "batched_s": batched_s, "one_by_one_s": single_s, "speedup": single_s / batched_s,
                      "windows_per_s": b / batched_s, "same_words": f"{same}/{b}"})
         print(f"  batch {b:3d}: {batched_s * 1000:7.1f} ms vs one by one {single_s * 1000:7.1f} ms "
