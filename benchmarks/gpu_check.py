@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import time
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,19 +64,55 @@ def batching(engine: WhisperEngine, long: np.ndarray, sizes: list[int]) -> list[
     return rows
 
 
-def capacity(name: str, audio_dir: Path, counts: list[int], stagger: float, seconds: float) -> list[dict[str, Any]]:
-    rows = []
+def profile(engine: WhisperEngine, long: np.ndarray, windows: int = 32) -> list[str]:
+    """Where one batch of 32 six-second windows spends its time (cProfile, by own time)."""
+    import cProfile
+    import io
+    import pstats
+
+    from rtwhisper.engine import DecodeOptions, DecodeRequest
+
+    requests = [DecodeRequest(long[k * 32000: k * 32000 + 96000], DecodeOptions(language="en"))
+                for k in range(windows)]
+    engine.transcribe_batch(requests)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    engine.transcribe_batch(requests)
+    profiler.disable()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(8)
+    lines = [line for line in text.getvalue().splitlines() if line.strip()][-10:]
+    print("\n".join(lines), flush=True)
+    return lines
+
+
+def capacity(name: str, audio_dir: Path, counts: list[int], stagger: float, seconds: float,
+             server_args: list[str], device: str, save: Callable[[list[dict[str, Any]]], None]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     wav = audio_dir / "long_lj001_0001-0016.wav"
     for n in counts:
         started = time.perf_counter()
-        r = realtime_run(name, wav, "", "en", streams=n, seconds=seconds, device="cuda", stagger_s=stagger)
+        try:
+            r = realtime_run(name, wav, "", "en", streams=n, seconds=seconds, device=device, stagger_s=stagger,
+                             server_args=server_args)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:  # reported, and the report is kept
+            rows.append({"streams": n, "error": f"{type(exc).__name__}: {exc}"})
+            print(f"  {name} x{n}: {type(exc).__name__}: {exc}", flush=True)
+            save(rows)
+            break
         f = r["final_latency_s"]
         refused = len(r["refused"])
         worst = max((w for w in r["wer"] if w is not None), default=None)
-        rows.append({"streams": n, "final_p50": f["p50"], "final_p90": f["p90"], "final_max": f["max"],
+        worst_stream = max(r["per_stream"], key=lambda s: s["wer"] if s["wer"] is not None else -1.0, default=None)
+        rows.append({"worst_stream_text": worst_stream and worst_stream["text"],
+                     "worst_stream_close": worst_stream and worst_stream["close"],
+                     "streams": n, "final_p50": f["p50"], "final_p90": f["p90"], "final_max": f["max"],
                      "partial_p50": r["partial_latency_s"]["p50"], "worst_wer": worst, "refused": refused,
                      "server_cpu_s": r["server_cpu_s"], "wall_s": time.perf_counter() - started})
-        print(f"  {name} x{n}: final p50 {f['p50']} p90 {f['p90']} worst WER {worst} refused {refused}", flush=True)
+        print(f"  {name} x{n}: final p50 {f['p50']} p90 {f['p90']} max {f['max']} partial p50 "
+              f"{r['partial_latency_s']['p50']} worst WER {worst} refused {refused} "
+              f"server CPU {r['server_cpu_s']:.1f} s", flush=True)
+        save(rows)
         if f["p90"] is None or f["p90"] > 2.0 or refused:
             break
     return rows
@@ -85,15 +123,23 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", required=True, help="NAME=DIR")
     parser.add_argument("--audio", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--streams", default="8,16,32,64")
-    parser.add_argument("--stagger", type=float, default=0.25)
+    parser.add_argument("--streams", default="8,16,32,64,128")
+    parser.add_argument("--stagger", type=float, default=0.1)
+    parser.add_argument("--server-args", default="--max-connections 256 --max-batch 32",
+                        help="passed to rtwhisper serve (the CPU defaults cap streams at 16, batches at 8)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batches", default="1,2,4,8,16,32")
+    parser.add_argument("--device", default="cuda", help="the server's device in the capacity runs")
     parser.add_argument("--skip-capacity", action="store_true")
     args = parser.parse_args()
     audio_dir = Path(args.audio)
     jfk, long = load(audio_dir / "jfk.wav"), load(audio_dir / "long_lj001_0001-0016.wav")
     report: dict[str, Any] = {"models": {}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every step: a run cut short by its time limit still reports what it measured
+        (out / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
     for spec in args.models:
         name, folder = spec.split("=", 1)
         print(f"== {name}", flush=True)
@@ -102,6 +148,8 @@ def main() -> None:
         entry: dict[str, Any] = {"device": engine.device, "compute_type": engine.compute_type,
                                  "fallback_reason": engine.fallback_reason,
                                  "load_s": time.perf_counter() - started}
+        report["models"][name] = entry
+        save()
         print(f"  device={engine.device} compute_type={engine.compute_type} fallback={engine.fallback_reason}",
               flush=True)
         text, elapsed = stream(engine, jfk)
@@ -109,14 +157,18 @@ def main() -> None:
         text, elapsed = stream(engine, long)
         entry["long"] = {"words": len(text.split()), "rtf": elapsed / (len(long) / 16000), "text": text}
         print(f"  jfk WER {entry['jfk']['wer']:.3f}; long streamed RTF {entry['long']['rtf']:.4f}", flush=True)
+        save()
+        entry["profile"] = profile(engine, long)
+        save()
         entry["batching"] = batching(engine, long, [int(x) for x in args.batches.split(",")])
+        save()
         del engine
         if not args.skip_capacity:
-            entry["capacity"] = capacity(folder, audio_dir, [int(x) for x in args.streams.split(",")],
-                                         args.stagger, args.seconds)
-        report["models"][name] = entry
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "gpu_check.json").write_text(json.dumps(report, indent=1, default=str))
+            def keep(rows: list[dict[str, Any]], entry: dict[str, Any] = entry) -> None:
+                entry["capacity"] = rows
+                save()
+            capacity(folder, audio_dir, [int(x) for x in args.streams.split(",")], args.stagger, args.seconds,
+                     args.server_args.split(), args.device, keep)
     print("done", flush=True)
 
 

@@ -207,3 +207,90 @@ def test_flush_and_a_failing_engine():
         scheduler.open(processor(engine), c2.on_events, c2.on_close)  # the scheduler goes on
     finally:
         scheduler.shutdown()
+
+
+class GatedEngine(TimelineEngine):
+    """Holds each engine call until the test opens the gate: a batch 'on the engine' for as long as it likes."""
+
+    def __init__(self, words):
+        super().__init__(words)
+        self.gate = threading.Event()
+        self.started: list[int] = []
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def transcribe_batch(self, requests):
+        with self._lock:
+            self.started.append(len(requests))
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            assert self.gate.wait(30)
+            return super().transcribe_batch(requests)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def wait_until(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_streams_are_fed_while_a_batch_is_on_the_engine():
+    engine = GatedEngine(WORDS)
+    scheduler = Scheduler(engine, max_batch=8, batch_wait_s=0.0)
+    try:
+        collectors = [Collector() for _ in range(3)]
+        busy = scheduler.open(processor(engine), collectors[0].on_events, collectors[0].on_close)
+        audio = ramp(6.0)
+        busy.feed(audio[:16000])  # 1 s of speech: a window falls due and goes to the engine, which holds it
+        assert wait_until(lambda: engine.started == [1])
+        others = [scheduler.open(processor(engine), c.on_events, c.on_close) for c in collectors[1:]]
+        for h in others:
+            h.feed(audio[:48000])
+        # The other streams' audio went through their VAD, and their windows fell due, while the
+        # engine was still busy with the first batch; they wait for it, and then go together.
+        assert wait_until(lambda: all(h._due is not None and not h._inbox for h in others))
+        assert not engine.gate.is_set() and engine.started == [1]
+        assert all(h._due is not None and h._due.duration_s >= 2.0 for h in others)
+        engine.gate.set()
+        assert wait_until(lambda: len(engine.started) >= 2) and engine.started[1] == 2
+        for h, sent in zip([busy, *others], (16000, 48000, 48000), strict=True):
+            h.feed(audio[sent:])
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(30) and c.reason is None
+            assert c.words == [w.text.strip() for w in WORDS]
+    finally:
+        engine.gate.set()
+        scheduler.shutdown()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_run_that_many_engine_calls_at_once(workers):
+    engine = GatedEngine(WORDS)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, workers=workers)
+    try:
+        collectors = [Collector() for _ in range(3)]
+        handles = [scheduler.open(processor(engine), c.on_events, c.on_close) for c in collectors]
+        audio = ramp(6.0)
+        for h in handles:
+            h.feed(audio[:16000])
+        assert wait_until(lambda: len(engine.started) == workers)
+        time.sleep(0.2)  # no more calls start while the gate holds them
+        assert engine.running == workers and len(engine.started) == workers
+        engine.gate.set()
+        for h in handles:
+            h.feed(audio[16000:])
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(30) and c.reason is None
+            assert c.words == [w.text.strip() for w in WORDS]
+        assert engine.most_at_once == workers
+    finally:
+        engine.gate.set()
+        scheduler.shutdown()

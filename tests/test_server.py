@@ -196,6 +196,14 @@ def test_four_clients_at_once_on_one_model(server, manifest):
     assert before["connections"] == 0 and httpx.get(server.url + "/health").json()["connections"] == 0
 
 
+def test_health_reports_workers_from_the_machine(server):
+    """Two engine workers of one thread each on a CPU with 2 cores or more (measured best on 2 cores)."""
+    cores = len(os.sched_getaffinity(0))
+    health = httpx.get(server.url + "/health").json()
+    assert health["device"] == "cpu" and health["workers"] == min(2, cores)
+    assert health["cpu_threads"] == max(1, cores // health["workers"])
+
+
 def test_fast_sender_gets_lag_reports_and_every_word(server):
     """A client sending 11 s of audio at once (ffmpeg | websocat does): lag reported, nothing dropped."""
     messages = asyncio.run(stream_file(server.ws_url, load_wav("en/jfk.wav"), config={"type": "config"}))

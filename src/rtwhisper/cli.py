@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-batch", type=int, default=8, metavar="N",
                    help="windows of different streams decoded together, at most (8)")
     p.add_argument("--cpu-threads", type=int, default=0, metavar="N",
-                   help="CTranslate2 threads on the CPU (0: the cores this process may use)")
+                   help="CTranslate2 threads on the CPU per worker (0: the cores divided among the workers)")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="engine calls that run at once, each on its share of the cores (0: 2 on a CPU, 1 on a GPU)")
     p.add_argument("--max-delay", type=_positive_float, default=1.0, metavar="S",
                    help="refuse new streams while due windows wait longer than this (1.0)")
     p.add_argument("--idle-timeout", type=_positive_float, default=60.0, metavar="S",
@@ -114,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host name the server answers to (repeatable; * for any; default: the loopback "
                         "names when bound to loopback)")
+    ray = p.add_argument_group("replicas on Ray Serve (extra [ray])")
+    ray.add_argument("--replicas", type=int, metavar="N",
+                     help="serve from N replicas, each with its own model, behind Ray's proxy on --port")
+    ray.add_argument("--min-replicas", type=int, metavar="N", help="autoscale from N replicas (with --max-replicas)")
+    ray.add_argument("--max-replicas", type=int, metavar="N", help="autoscale up to N replicas")
+    ray.add_argument("--target-streams", type=int, default=2, metavar="N",
+                     help="live streams per replica that autoscaling aims at (default 2: 2 CPU cores, tiny.en)")
+    ray.add_argument("--drain", type=_positive_float, default=60.0, metavar="S",
+                     help="how long a replica that is going keeps serving its streams (60)")
+    ray.add_argument("--cpus-per-replica", type=float, default=1.0, metavar="N", help="Ray CPUs per replica (1)")
+    ray.add_argument("--gpus-per-replica", type=float, default=0.0, metavar="N",
+                     help="Ray GPUs per replica (0; 0.5 puts two replicas on a GPU)")
+    ray.add_argument("--ray-address", metavar="ADDR",
+                     help="deploy on this Ray cluster (e.g. ray://head:10001 or auto) instead of a local one")
 
     p = sub.add_parser("bench", help="measure accuracy, latency and cost on a manifest folder",
                        description="Run the benchmarks on any folder with a manifest.jsonl and write results.json, "
@@ -351,12 +367,26 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, max_connections=args.max_connections,
         max_frame_bytes=args.max_frame_kb * 1024, max_upload_bytes=args.max_upload_mb << 20,
         max_upload_s=args.max_upload_s, stall_flush_s=args.stall_flush, max_batch=args.max_batch,
-        max_delay_s=args.max_delay, cpu_threads=args.cpu_threads, idle_timeout_s=args.idle_timeout,
+        max_delay_s=args.max_delay, cpu_threads=args.cpu_threads, workers=args.workers,
+        idle_timeout_s=args.idle_timeout,
         max_backlog_s=args.max_backlog,
         api_key=args.api_key or os.environ.get("RTWHISPER_API_KEY") or None,
         allowed_origins=tuple(args.allow_origin), allowed_hosts=tuple(args.allow_host),
     )
-    serve(config)
+    if args.replicas is None and args.min_replicas is None and args.max_replicas is None and not args.ray_address:
+        serve(config)
+        return 0
+    from .server.ray_serve import Scaling, run
+
+    autoscale = args.min_replicas is not None or args.max_replicas is not None
+    if autoscale and args.replicas is not None:
+        raise RtWhisperError("give --replicas, or --min-replicas/--max-replicas for autoscaling, not both")
+    low = args.min_replicas or 1
+    scaling = Scaling(replicas=None if autoscale else (args.replicas or 1), min_replicas=low,
+                      max_replicas=args.max_replicas or max(low, 1), target_streams=args.target_streams,
+                      drain_s=args.drain, cpus_per_replica=args.cpus_per_replica,
+                      gpus_per_replica=args.gpus_per_replica)
+    run(config, scaling, address=args.ray_address)
     return 0
 
 

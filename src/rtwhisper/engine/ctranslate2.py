@@ -419,13 +419,33 @@ class WhisperEngine:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def default_cpu_threads(num_workers: int = 1) -> int:
-    """The cores this process may run on (its CPU affinity, which containers set), shared by the workers."""
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers set)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, num_workers))
+        return os.cpu_count() or 1
+
+
+def default_cpu_threads(num_workers: int = 1) -> int:
+    """The cores this process may run on, shared by the workers."""
+    return max(1, available_cores() // max(1, num_workers))
+
+
+def default_workers(device: str) -> int:
+    """Engine calls to run at once when the server is not told: 2 on a CPU with 2 cores or more, else 1.
+
+    Measured on 2 CPU cores with real-time clients (docs/benchmarks.md): two calls of one
+    thread each beat one call of two threads for every load tried — one `base` stream
+    (final p50 1.15 s against 1.22 s, and a fifth less CPU time), two `base` streams (p90
+    1.83 s against 2.97 s), four `tiny.en` streams (p90 1.85 s against 3.06 s) — because
+    CTranslate2's intra-op threads gain little on a streaming window's small matrices.
+    Two calls of two threads each (oversubscribed) were worse than either. On a GPU one
+    worker is kept (more were not measured).
+    """
+    if device == "cuda" or (device == "auto" and cuda_device_count() > 0):
+        return 1
+    return min(2, available_cores())
 
 
 def _bucketed(prompt: list[int]) -> list[int]:

@@ -2,10 +2,13 @@
 
 Each live stream is a :class:`~rtwhisper.processor.RealtimeWhisperProcessor` (sans-I/O). The
 :class:`Scheduler` owns them on one thread: it feeds each the audio that arrived, asks each
-for its due window (``next_request()``), runs up to ``max_batch`` of them as one engine call
-— earliest due first, so no stream waits behind another twice — and hands each stream its
-events (``apply()``). Front ends (the server, the threaded runner) only call
-:meth:`StreamHandle.feed`, :meth:`StreamHandle.flush` and :meth:`StreamHandle.finish` from
+for its due window (``next_request()``), hands up to ``max_batch`` of them as one engine call
+to one of its ``workers`` engine threads — earliest due first, so no stream waits behind
+another twice — and, when the call returns, hands each stream its events (``apply()``).
+With two workers, two batches run at once on the engine's two CTranslate2 replicas (which
+share the weights), each on its share of the cores. While the workers compute, the
+scheduler thread goes on feeding the streams. Front ends (the server, the threaded runner)
+only call :meth:`StreamHandle.feed`, :meth:`StreamHandle.flush` and :meth:`StreamHandle.finish` from
 any thread and receive events through a callback.
 
 Overload is handled in three steps, each visible:
@@ -36,14 +39,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from ..errors import RtWhisperError
 from ..events import TranscriptEvent
-from .interface import DecodeRequest, Engine
+from .interface import DecodeRequest, Engine, Hypothesis
 
 if TYPE_CHECKING:
     from ..processor import RealtimeWhisperProcessor
@@ -55,6 +59,17 @@ EventSink = Callable[[list[TranscriptEvent]], None]
 (silence skipped: ``processor.heard_until_s`` moved on)."""
 CloseSink = Callable[[str | None], None]
 """Called once when a stream ends: ``None`` after ``finish()``, else why it was closed."""
+
+
+class _Done(NamedTuple):
+    """An engine call that came back: its streams and requests, and its hypotheses or its error."""
+
+    batch: list[StreamHandle]
+    requests: list[DecodeRequest]
+    hypotheses: list[Hypothesis] | None
+    error: Exception | None
+    started_s: float
+    ended_s: float
 
 
 class Overloaded(RtWhisperError):
@@ -97,6 +112,7 @@ class StreamHandle:
     _closed: bool = False
     _due: DecodeRequest | None = None
     _due_since: float = 0.0
+    _running: bool = False  # its window is on an engine worker
     _reported_s: float = 0.0  # heard_until_s at the last delivery
     received_s: float = 0.0
     """Audio handed to :meth:`feed`, in seconds (at the processor's input rate)."""
@@ -135,18 +151,21 @@ class StreamHandle:
 
 
 class Scheduler:
-    """Serves many processors from one engine on one thread (see the module docstring).
+    """Serves many processors from one engine: a thread for the streams, ``workers`` for the engine.
 
     ``max_batch`` windows go in one engine call at most; ``batch_wait_s`` is how long a due
     window may wait for others to join it (WhisperLive waits 50 ms; on a CPU batching gains
-    little, so the default is short). ``max_streams`` is a hard cap.
+    little, so the default is short). ``workers`` engine calls may run at once (give the
+    engine as many CTranslate2 workers). ``max_streams`` is a hard cap.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 8, batch_wait_s: float = 0.02, max_delay_s: float = 1.0,
-                 max_lag_s: float = 10.0, max_streams: int = 64, load_window_s: float = 10.0,
+                 max_lag_s: float = 10.0, max_streams: int = 64, load_window_s: float = 10.0, workers: int = 1,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
         self.engine = engine
         self.max_batch = max_batch
         self.batch_wait_s = batch_wait_s
@@ -168,6 +187,10 @@ class Scheduler:
         self._shed = 0
         self._largest = 0
         self._last_shed = -float("inf")
+        self.workers = workers
+        self._in_flight = 0  # engine calls running (scheduler thread only)
+        self._done: deque[_Done] = deque()  # engine calls that came back, not yet applied
+        self._engine_threads = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rtwhisper-engine")
         self._thread = threading.Thread(target=self._loop, name="rtwhisper-scheduler", daemon=True)
         self._thread.start()
 
@@ -209,6 +232,7 @@ class Scheduler:
             self._running = False
             self._cond.notify_all()
         self._thread.join(timeout=10)
+        self._engine_threads.shutdown(wait=False)
 
     # -- the loop (scheduler thread) -------------------------------------------------------------
 
@@ -235,15 +259,26 @@ class Scheduler:
                 if not self._running:
                     return
                 streams = list(self._streams.values())
+                done = list(self._done)
+                self._done.clear()
+            for call in done:
+                self._apply(call)
             for handle in streams:
                 self._advance(handle)
-            batch = self._choose()
-            if batch:
-                self._run(batch)
+            if self._in_flight < self.workers:
+                batch = self._choose()
+                if batch:
+                    self._submit(batch)
             self._shed_if_behind()
 
     def _has_work(self) -> bool:
-        return any(h._inbox or h._flush or h._finish or h._due is not None for h in self._streams.values())
+        if self._done:
+            return True
+        worker_free = self._in_flight < self.workers
+        # A stream with a window on the engine keeps its flush or finish for after it.
+        return any(h._inbox or (h._due is None and (h._flush or h._finish))
+                   or (worker_free and h._due is not None and not h._running)
+                   for h in self._streams.values())
 
     def _advance(self, handle: StreamHandle) -> None:
         """Give the stream its new audio; note its due window; run its flush or finish."""
@@ -294,7 +329,8 @@ class Scheduler:
         deadline = None
         while True:
             with self._cond:
-                due = sorted((h for h in self._streams.values() if h._due is not None), key=lambda h: h._due_since)
+                due = sorted((h for h in self._streams.values() if h._due is not None and not h._running),
+                             key=lambda h: h._due_since)
                 if not due:
                     return []
                 if len(due) >= self.max_batch or self.batch_wait_s <= 0:
@@ -303,24 +339,46 @@ class Scheduler:
                     deadline = due[0]._due_since + self.batch_wait_s
                 remaining = deadline - self.clock()
                 waiting = [h for h in self._streams.values() if h._due is None and h._inbox]
-                if remaining <= 0 or (not waiting and len(due) == len(self._streams)):
+                idle = [h for h in self._streams.values() if not h._running]
+                if remaining <= 0 or (not waiting and len(due) == len(idle)):
                     return due[: self.max_batch]
                 self._cond.wait(timeout=remaining)
             for handle in waiting:  # audio that arrived may make more windows due
                 self._advance(handle)
 
-    def _run(self, batch: list[StreamHandle]) -> None:
+    def _submit(self, batch: list[StreamHandle]) -> None:
+        """Start the engine call for ``batch`` on a worker; :meth:`_apply` takes its result."""
         requests = [h._due for h in batch if h._due is not None]
-        started = self.clock()
-        try:
-            hypotheses = self.engine.transcribe_batch(requests)
-        except Exception as exc:
-            log.exception("a batch of %d failed", len(batch))
+        for handle in batch:
+            handle._running = True
+        self._in_flight += 1
+
+        def call() -> None:
+            started = self.clock()
+            hypotheses: list[Hypothesis] | None = None
+            error: Exception | None = None
+            try:
+                hypotheses = self.engine.transcribe_batch(requests)
+            except Exception as exc:
+                error = exc
+            with self._cond:
+                self._done.append(_Done(batch, requests, hypotheses, error, started, self.clock()))
+                self._cond.notify_all()
+
+        self._engine_threads.submit(call)
+
+    def _apply(self, done: _Done) -> None:
+        """Hand each stream of a finished engine call its events (scheduler thread)."""
+        batch, requests, hypotheses, error, started, ended = done
+        self._in_flight -= 1
+        for handle in batch:
+            handle._running = False
+        if error is not None or hypotheses is None:
+            log.error("a batch of %d failed", len(batch), exc_info=error)
             for handle in batch:
                 handle._due = None
-                self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+                self._drop(handle, reason=f"recognition failed: {type(error).__name__}: {error}", notify=True)
             return
-        ended = self.clock()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch of %d: %.0f ms, waited %s ms", len(batch), (ended - started) * 1000,
                       [round((started - h._due_since) * 1000) for h in batch])
@@ -336,6 +394,8 @@ class Scheduler:
             with self._cond:
                 self._delays.append((ended, ended - handle._due_since))
             handle.compute_s += (ended - started) * (request.duration_s if request else 0.0) / total
+            if handle._closed:  # the client went while its window was on the engine
+                continue
             try:
                 events = handle.processor.apply(hypothesis)
             except Exception as exc:

@@ -23,6 +23,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..engine import WhisperEngine, shared_engine
+from ..engine.ctranslate2 import default_workers
 from ..engine.scheduler import Scheduler
 from ..models import resolve_model
 from .config import ServerConfig
@@ -36,11 +37,14 @@ from .ws import serve_stream
 def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | None = None) -> FastAPI:
     """Build the app and load the model (an unknown model fails here, before a port is bound)."""
     config = config or ServerConfig()
+    workers = config.workers or default_workers(config.device)
     if engine is None:
         engine = shared_engine(resolve_model(config.resolved_model_name), device=config.device,
-                               compute_type=config.compute_type, cpu_threads=config.cpu_threads)
+                               compute_type=config.compute_type, cpu_threads=config.cpu_threads,
+                               num_workers=workers)
     scheduler = Scheduler(engine, max_batch=config.max_batch, batch_wait_s=config.batch_wait_s,
-                          max_delay_s=config.max_delay_s, max_streams=config.max_connections)
+                          max_delay_s=config.max_delay_s, max_streams=config.max_connections,
+                          workers=workers)
     state = ServerState(config, engine, scheduler, upload_slots=asyncio.Semaphore(config.max_concurrent_uploads))
 
     @contextlib.asynccontextmanager

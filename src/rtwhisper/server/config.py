@@ -42,6 +42,10 @@ class ServerConfig:
     Live clients send every 20–100 ms; 0.6 s of nothing means the speaker's device stopped."""
     max_batch: int = 8
     """Windows of different streams decoded in one engine call, at most."""
+    workers: int = 0
+    """Engine calls that run at once (CTranslate2 replicas sharing the weights), each with
+    ``cpu_threads`` (0: the cores divided among them); 0: 2 on a CPU, 1 on a GPU
+    (:func:`~rtwhisper.engine.ctranslate2.default_workers` says why)."""
     batch_wait_s: float = 0.02
     """How long a due window may wait for others to share its batch."""
     max_delay_s: float = 1.0
@@ -57,6 +61,8 @@ class ServerConfig:
         if isinstance(self.cpu_threads, bool) or not isinstance(self.cpu_threads, int) or self.cpu_threads < 0:
             raise ConfigError(f"cpu_threads must be 0 (the cores available) or a positive integer, "
                               f"got {self.cpu_threads!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"workers must be 0 (2 on a CPU, 1 on a GPU) or a positive integer, got {self.workers!r}")
         for name in ("max_connections", "max_frame_bytes", "max_upload_bytes", "max_concurrent_uploads",
                      "max_batch"):
             value = getattr(self, name)

@@ -83,7 +83,8 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
         return {
             "status": "ok", "version": __version__, "model": config.resolved_model_name,
             "device": state.engine.device, "compute_type": state.engine.compute_type,
-            "cuda_fallback": state.engine.fallback_reason,
+            "cuda_fallback": state.engine.fallback_reason, "workers": state.scheduler.workers,
+            "cpu_threads": state.engine.cpu_threads,
             "multilingual": state.engine.multilingual, "preset": config.preset,
             "connections": state.connections, "max_connections": config.max_connections,
             "streams": stats.streams, "load": round(stats.load, 3), "delay_s": round(stats.delay_s, 3),

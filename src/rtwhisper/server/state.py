@@ -27,6 +27,8 @@ class ServerState:
     connections: int = 0
     uploads: int = 0
     refused: int = 0
+    replica: dict[str, Any] | None = None
+    """Which replica this is, under Ray Serve (id and process); told to each stream in its ready message."""
 
     def make_processor(self, preset: str | None, **overrides: Any) -> RealtimeWhisperProcessor:
         """A processor for one stream on the shared engine (the client's preset, the server's model)."""

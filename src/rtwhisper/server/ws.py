@@ -204,6 +204,7 @@ class StreamDriver:
             "chunk_duration": processor.config.chunk_duration,
             "overlap_duration": processor.config.overlap_duration,
             "endpoint_silence_s": processor.endpoint_silence_s,
+            **({"replica": self.state.replica} if self.state.replica else {}),
         })
 
     def _observe(self, events: list[TranscriptEvent]) -> None:
