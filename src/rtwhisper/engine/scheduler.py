@@ -325,7 +325,12 @@ class Scheduler:
         return events
 
     def _choose(self) -> list[StreamHandle]:
-        """Up to ``max_batch`` due streams, earliest due first; wait briefly for a fuller batch."""
+        """Due streams for one free worker, earliest due first; wait briefly for a fuller batch.
+
+        The due windows are shared out over the free workers (at most ``max_batch`` each): two
+        windows and two free workers make two calls of one, which on a CPU finish sooner than one
+        call of two (batching two windows gained ×1.1 there, two workers ×1.6).
+        """
         deadline = None
         while True:
             with self._cond:
@@ -333,15 +338,17 @@ class Scheduler:
                              key=lambda h: h._due_since)
                 if not due:
                     return []
+                free = max(1, self.workers - self._in_flight)
+                share = min(self.max_batch, -(-len(due) // free))
                 if len(due) >= self.max_batch or self.batch_wait_s <= 0:
-                    return due[: self.max_batch]
+                    return due[:share]
                 if deadline is None:
                     deadline = due[0]._due_since + self.batch_wait_s
                 remaining = deadline - self.clock()
                 waiting = [h for h in self._streams.values() if h._due is None and h._inbox]
                 idle = [h for h in self._streams.values() if not h._running]
                 if remaining <= 0 or (not waiting and len(due) == len(idle)):
-                    return due[: self.max_batch]
+                    return due[:share]
                 self._cond.wait(timeout=remaining)
             for handle in waiting:  # audio that arrived may make more windows due
                 self._advance(handle)
