@@ -642,9 +642,12 @@ def test_browser_page_transcribes_a_fake_microphone(server):
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
-    # Chromium loops the fake capture file, so the page may show the sentence more than once.
-    heard = normalize_text(text)
-    assert "my fellow americans" in heard and "not what your country can do for you" in heard, text
+    # Chromium loops the fake capture file (so the page may show the sentence more than once, the
+    # first pass cut where capture began) and resamples it: score the best-matching stretch.
+    heard = normalize_text(text).split()
+    n = len(normalize_text(JFK_TEXT).split())
+    best = min(wer(JFK_TEXT, " ".join(heard[i:i + n])) for i in range(max(1, len(heard) - n + 1)))
+    assert best <= 0.2, text
 
 
 # -- Deepgram's live API, with Deepgram's own SDK ----------------------------------------------
