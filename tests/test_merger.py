@@ -117,6 +117,25 @@ def test_squeezed_tail_without_acoustic_evidence_is_removed():
     assert drop_hallucinated_tail(normal, 0.8) == normal
 
 
+def test_a_loop_back_through_the_final_text_is_cut():
+    # zeroth_104_003_0253 with beam 5 (the korean preset): forced through the sentence so far,
+    # the decoder wrote it again from its first word, 13 words in 1.6 s that had taken 7 s
+    texts = "현재 백화점과 영화관 등은 오픈의 영화파고 있고 테마파크 및 아파트 등의 공사는 2018년".split()
+    spans = [(0.0, 0.98), (0.98, 1.7), (1.7, 2.12), (2.12, 2.42), (2.42, 2.86), (2.86, 3.38), (3.38, 3.6),
+             (3.6, 4.58), (4.58, 4.86), (4.86, 5.28), (5.28, 5.6), (5.6, 6.06), (6.06, 7.2)]
+    final = [w(t, a, b) for t, (a, b) in zip(texts, spans, strict=True)] + [w("완공을", 7.2, 7.66)]
+    again = [w("현재", 7.66, 7.88), w("백화점과", 7.88, 8.84)] + [w(t, 8.84, 8.84) for t in texts[2:-1]] \
+        + [w("2018년", 8.84, 9.28)]
+    assert drop_hallucinated_tail(again, 9.31, final=final) == []
+    assert drop_hallucinated_tail([w("목표로", 7.66, 8.04), *again], 9.31, final=final) == [w("목표로", 7.66, 8.04)]
+    # a speaker who repeats a phrase takes as long the second time: jfk's "can do for"
+    said = [w("what", 5.5, 5.8), w("your", 5.8, 6.0), w("country", 6.0, 6.5), w("can", 6.5, 6.8),
+            w("do", 6.8, 7.0), w("for", 7.0, 7.2), w("you,", 7.2, 7.6), w("ask", 8.0, 8.3)]
+    heard = [w("what", 8.3, 8.5), w("you", 8.5, 8.7), w("can", 8.7, 9.0), w("do", 9.0, 9.2),
+             w("for", 9.2, 9.4), w("your", 9.4, 9.6), w("country.", 9.6, 10.2)]
+    assert drop_hallucinated_tail(heard, 10.5, final=said) == heard
+
+
 def test_long_zero_length_loop_does_not_take_real_words_with_it():
     # as seen at the end of 1089-134686-0000 (base, beam 5): real words, then a loop of
     # zero-length words; averaging over the whole tail used to take the real words too

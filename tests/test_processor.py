@@ -278,5 +278,11 @@ def test_presets_apply_and_take_overrides():
     proc = RealtimeWhisperProcessor.from_preset("low-latency", engine=TimelineEngine([]), chunk_duration=1.0)
     assert (proc.config.chunk_duration, proc.beam_size) == (1.0, 1)
     assert RealtimeWhisperProcessor.from_preset("translate", engine=TimelineEngine([])).task == "translate"
+    # a pause longer than the preset's longest (Deepgram's endpointing=false asks for 10 s) raises it too
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=TimelineEngine([]), endpoint_silence_s=10.0)
+    assert (proc.endpoint_silence_s, proc.endpoint_max_silence_s) == (10.0, 10.0)
+    with pytest.raises(ConfigError, match="endpoint_max_silence_s"):
+        RealtimeWhisperProcessor.from_preset("low_latency", engine=TimelineEngine([]), endpoint_silence_s=2.0,
+                                             endpoint_max_silence_s=1.0)
     with pytest.raises(ConfigError, match="presets are: low_latency, high_accuracy, korean"):
         RealtimeWhisperProcessor.from_preset("fastest")

@@ -118,6 +118,11 @@ def test_config_first_gives_ready_and_partials():
     stream(d, ramp(8.0))
     assert any(m["type"] == "partial" for m in d.sent)
     assert d.opened_with == [(None, {"language": "en", "chunk_duration": 1.0, "sample_rate": 16000})]
+    d = Driver()
+    d.text(json.dumps({"type": "config", "endpoint_silence_s": 0.3, "endpoint_max_silence_s": 0.8,
+                       "commit_probability": 0.9, "commit_margin_s": 0.2}))
+    assert d.opened_with == [(None, {"endpoint_silence_s": 0.3, "endpoint_max_silence_s": 0.8,
+                                     "commit_probability": 0.9, "commit_margin_s": 0.2, "sample_rate": 16000})]
 
 
 def test_bad_frames_are_rejected_whole_and_do_not_fix_the_settings():
@@ -153,6 +158,8 @@ def test_bad_frames_are_rejected_whole_and_do_not_fix_the_settings():
         ('{"type": "config", "partials": "yes"}', "bad_config", "true or false"),
         ('{"type": "config", "task": "summarize"}', "bad_config", "transcribe, translate"),
         ('{"type": "config", "preset": "fastest"}', "bad_config", "presets are"),
+        ('{"type": "config", "commit_probability": "high"}', "bad_config", "probability from 0 to 1"),
+        ('{"type": "config", "endpoint_max_silence_s": true}', "bad_config", "number of seconds"),
     ],
 )
 def test_bad_messages_say_what_is_accepted(message, code, says):

@@ -217,6 +217,13 @@ def test_scaling_options_and_the_serve_run_builder():
     assert (auto["autoscaling_config"]["min_replicas"], auto["autoscaling_config"]["max_replicas"]) == (1, 4)
     with pytest.raises(ConfigError, match="min_replicas <= max_replicas"):
         Scaling(replicas=None, min_replicas=3, max_replicas=2)
+    # one reading of the options for the command line and for serve run
+    assert Scaling.from_options() == Scaling(replicas=1)
+    assert Scaling.from_options(replicas=3, drain_s=5.0) == Scaling(replicas=3, drain_s=5.0)
+    assert Scaling.from_options(max_replicas=4) == Scaling(replicas=None, min_replicas=1, max_replicas=4)
+    assert Scaling.from_options(min_replicas=2) == Scaling(replicas=None, min_replicas=2, max_replicas=2)
+    with pytest.raises(ConfigError, match="not both"):
+        Scaling.from_options(replicas=2, max_replicas=4)
     with pytest.raises(ConfigError, match=r"unknown argument.*modle.*accepted: .*model"):
         app_builder({"modle": "tiny.en"})
     application = app_builder({"model": "tiny.en", "min_replicas": "1", "max_replicas": "3"})

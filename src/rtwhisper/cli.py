@@ -378,14 +378,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 0
     from .server.ray_serve import Scaling, run
 
-    autoscale = args.min_replicas is not None or args.max_replicas is not None
-    if autoscale and args.replicas is not None:
-        raise RtWhisperError("give --replicas, or --min-replicas/--max-replicas for autoscaling, not both")
-    low = args.min_replicas or 1
-    scaling = Scaling(replicas=None if autoscale else (args.replicas or 1), min_replicas=low,
-                      max_replicas=args.max_replicas or max(low, 1), target_streams=args.target_streams,
-                      drain_s=args.drain, cpus_per_replica=args.cpus_per_replica,
-                      gpus_per_replica=args.gpus_per_replica)
+    scaling = Scaling.from_options(replicas=args.replicas, min_replicas=args.min_replicas,
+                                   max_replicas=args.max_replicas, target_streams=args.target_streams,
+                                   drain_s=args.drain, cpus_per_replica=args.cpus_per_replica,
+                                   gpus_per_replica=args.gpus_per_replica)
     run(config, scaling, address=args.ray_address)
     return 0
 

@@ -255,8 +255,9 @@ class OverlapMerger:
         return words
 
 
-def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float, *, timed: bool = True) -> list[Word]:
-    """Remove the two decoder artefacts Whisper leaves at the end of a window.
+def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float, *, timed: bool = True,
+                           final: Sequence[Word] = ()) -> list[Word]:
+    """Remove the decoder artefacts Whisper leaves at the end of a window.
 
     * Words squeezed into no time at the end (a tail of two or more words averaging under
       60 ms, or one zero-length word at the window's very end): the decoder ran out of
@@ -266,8 +267,13 @@ def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float, *, timed:
     * A trailing run of three or more words that repeats the run just before it while
       taking under half its time, or no time at all: the classic repetition loop. A
       speaker who repeats a phrase takes about as long the second time.
+    * The same loop through the text already final (``final``, the words before and in the
+      forced prefix): a run of three or more words that repeats a run of them in under half
+      its time. The hypothesis is cut where the run starts. (Seen on a Zeroth clip with beam
+      5: forced through a whole sentence, the decoder wrote it again, 13 words in 1.6 s that
+      had taken 7 s, and the end of the stream made them final.)
     """
-    out = list(words)
+    out = _cut_repeat_of_final(list(words), final)
     for n in range(len(out) // 2, 2, -1):
         first, second = out[-2 * n : -n], out[-n:]
         if [normalize_word(w.text) for w in first] != [normalize_word(w.text) for w in second]:
@@ -295,3 +301,24 @@ def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float, *, timed:
     while out and out[-1].end_s - out[-1].start_s < 0.02 and out[-1].start_s >= window_end_s - 0.05:
         out.pop()
     return out
+
+
+def _cut_repeat_of_final(words: list[Word], final: Sequence[Word]) -> list[Word]:
+    """``words`` up to the first run of three or more that repeats a run of ``final`` in under half its time."""
+    if len(words) < 3 or len(final) < 3:
+        return words
+    keys = [normalize_word(w.text) for w in final]
+    new = [normalize_word(w.text) for w in words]
+    for i in range(len(words) - 2):
+        if not new[i]:
+            continue
+        for j in range(len(final)):
+            n = 0
+            while i + n < len(words) and j + n < len(final) and new[i + n] and new[i + n] == keys[j + n]:
+                n += 1
+            if n < 3:
+                continue
+            again_s = words[i + n - 1].end_s - words[i].start_s
+            if again_s < 0.5 * (final[j + n - 1].end_s - final[j].start_s) or again_s < _SQUEEZED_WORD_S * n:
+                return words[:i]
+    return words

@@ -41,13 +41,26 @@ import numpy as np
 
 from .audio import SAMPLE_RATE, StreamResampler, to_float32_mono, validate_input_spec
 from .chunker import ChunkConfig, Chunker, Window
-from .engine import TASKS, DecodeOptions, DecodeRequest, Engine, Hypothesis, shared_engine, validate_language
+from .engine import (
+    MAX_TOKENS_PER_SECOND,
+    TASKS,
+    DecodeOptions,
+    DecodeRequest,
+    Engine,
+    Hypothesis,
+    shared_engine,
+    validate_language,
+)
 from .errors import ConfigError, StreamClosedError
 from .events import TranscriptEvent, Word, join_words
 from .merger import SENTENCE_ENDS, OverlapMerger, drop_hallucinated_tail, normalize_word
 from .models import resolve_model
 from .presets import get_preset
 from .vad import FRAME_SAMPLES, Endpointer, SileroVad, SpeechDetector, Utterance
+
+FINAL_CONTEXT_WORDS = 64
+"""Final words a hypothesis is checked against for a loop back through them (a window's forced
+prefix holds fewer: windows are trimmed at ``ANCHOR_TRIM_S``)."""
 
 PROMPT_CONTEXT_CHARS = 200
 """Committed text passed as the next window's prompt: whisper_streaming's 200 characters."""
@@ -64,10 +77,6 @@ MIN_CONTEXT_S = 4.0
 
 LANGUAGE_LOCK_PROBABILITY = 0.5
 """Once detection is this sure (faster-whisper's language_detection_threshold), keep the language."""
-
-NEW_TOKENS_PER_SECOND = 12
-"""Bound on the tokens an update may decode per second of audio after the commit point (fast
-Korean reaches ~12): a looping decoder stops early instead of running to 448 tokens."""
 
 PREROLL_S = 0.5
 """Audio kept before detected speech: Silero opens speech up to ~0.1 s after its onset, and a
@@ -209,8 +218,17 @@ class RealtimeWhisperProcessor:
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> RealtimeWhisperProcessor:
-        """A processor with a preset's options, any of them overridden by keyword."""
+        """A processor with a preset's options, any of them overridden by keyword.
+
+        A longer ``endpoint_silence_s`` than the preset's ``endpoint_max_silence_s`` raises
+        that too (unless it is given as well): the pause after an unfinished phrase is never
+        shorter than after a sentence (Deepgram's ``endpointing=2000`` on the default preset).
+        """
         options: dict[str, Any] = {**get_preset(name).options(), **overrides}
+        silence = overrides.get("endpoint_silence_s")
+        if "endpoint_max_silence_s" not in overrides and isinstance(silence, (int, float)) \
+                and not isinstance(silence, bool):
+            options["endpoint_max_silence_s"] = max(options["endpoint_max_silence_s"], silence)
         return cls(**options)
 
     # -- input ------------------------------------------------------------------------
@@ -411,7 +429,8 @@ class RealtimeWhisperProcessor:
         self._note_language(hypothesis)
         words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words, update.request)]
         words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
-                                       timed=self.task == "transcribe")
+                                       timed=self.task == "transcribe",
+                                       final=self._merger.committed[-FINAL_CONTEXT_WORDS:])
         self._last_end_s = max(self._last_end_s, window.end_s)
         events = self.take_events()
         closing = update.kind != "update"
@@ -425,19 +444,9 @@ class RealtimeWhisperProcessor:
             min_probability=self.commit_probability or 1.0,
             force_before_s=self._next_window_start_s(window))
         if closing:
-            flushed = self._merger.flush()
-            committed = step.committed + flushed.committed
-            self._merger.advance(window.end_s)
             # The stream's last window always ends with a final (empty if nothing was said), so
             # that the finals cover every sample fed.
-            if committed or self._partial_text or self._utterance_has_text or update.kind == "last":
-                events.append(self._event(True, committed, self._covered_s, max(window.end_s, self._covered_s),
-                                          end_of_utterance=bool(committed or self._partial_text
-                                                                or self._utterance_has_text)))
-            self._covered_s = max(self._covered_s, window.end_s)
-            self._utterance_has_text = False
-            self._redetect_language()
-            self._anchor_s = max(self._anchor_s, self._after_utterance_s(window.end_s))
+            events += self._close_utterance(window.end_s, step.committed, always=update.kind == "last")
             self._endpointer.forget_before(window.end_s)
         else:
             if step.committed:
@@ -523,14 +532,20 @@ class RealtimeWhisperProcessor:
             self._merger.advance(until_s - PREROLL_S)
             self._anchor_s = max(self._anchor_s, until_s - PREROLL_S, 0.0)
 
-    def _close_utterance(self, at_s: float) -> list[TranscriptEvent]:
-        """End the utterance without a decode (its words are all final already)."""
-        flushed = self._merger.flush().committed
+    def _close_utterance(self, at_s: float, committed: tuple[Word, ...] = (), *,
+                         always: bool = False) -> list[TranscriptEvent]:
+        """End the utterance at ``at_s``: ``committed`` and every pending word become final.
+
+        One final event carries them with ``end_of_utterance`` (none if nothing was said,
+        unless ``always``: the stream's last final covers its end even when empty).
+        """
+        flushed = committed + self._merger.flush().committed
         self._merger.advance(at_s)
+        said = bool(flushed or self._partial_text or self._utterance_has_text)
         events = []
-        if flushed or self._partial_text or self._utterance_has_text:
+        if said or always:
             events.append(self._event(True, flushed, self._covered_s, max(at_s, self._covered_s),
-                                      end_of_utterance=True))
+                                      end_of_utterance=said))
         self._covered_s = max(self._covered_s, at_s)
         self._last_end_s = max(self._last_end_s, at_s)
         self._anchor_s = max(self._anchor_s, self._after_utterance_s(at_s))
@@ -574,7 +589,7 @@ class RealtimeWhisperProcessor:
             prefix=prefix,
             end_of_stream=kind in ("last", "endpoint"),
             max_new_tokens=None if kind != "update" else int(
-                (window.end_s - self._merger.commit_s) * NEW_TOKENS_PER_SECOND) + 8,
+                (window.end_s - self._merger.commit_s) * MAX_TOKENS_PER_SECOND) + 8,
             thorough=kind != "update" or self._failed_updates > 0,
         )
         update = _Update(window, kind, DecodeRequest(audio, options))

@@ -57,6 +57,7 @@ class BenchConfig:
     endpoint_silence_s: float = 0.5
     endpoint_max_silence_s: float = 0.5
     commit_probability: float | None = None
+    commit_margin_s: float = 0.4
 
     @classmethod
     def from_preset(cls, preset: str, available: Sequence[str], fallback: str = "base") -> BenchConfig:
@@ -67,14 +68,14 @@ class BenchConfig:
             model = fallback
         return cls(f"preset:{preset}", model, p.chunk_duration, p.overlap_duration, p.beam_size, p.language,
                    p.task, p.initial_prompt, note, p.endpoint_silence_s, p.endpoint_max_silence_s,
-                   p.commit_probability)
+                   p.commit_probability, p.commit_margin_s)
 
     def processor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`RealtimeWhisperProcessor` (all but the engine and language)."""
         return {"chunk_duration": self.chunk_duration, "overlap_duration": self.overlap_duration,
                 "beam_size": self.beam_size, "task": self.task, "initial_prompt": self.initial_prompt,
                 "endpoint_silence_s": self.endpoint_silence_s, "endpoint_max_silence_s": self.endpoint_max_silence_s,
-                "commit_probability": self.commit_probability}
+                "commit_probability": self.commit_probability, "commit_margin_s": self.commit_margin_s}
 
 
 @dataclass
@@ -393,7 +394,7 @@ def default_configs(available: Sequence[str], *, quick: bool = False) -> list[Be
         return configs
     configs += [BenchConfig.from_preset(p, available) for p in ("high_accuracy", "korean", "captions")]
     # The knobs against each other: update step, the commit rule, the endpoint pause.
-    configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (1.0, 2.0)]
+    configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (0.3, 1.0, 2.0)]
     configs += [BenchConfig("sweep base 0.5s commit p>=0.9", "base", 0.5, 0.2, commit_probability=0.9),
                 BenchConfig("sweep base 0.5s endpoint 0.3s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
                             endpoint_max_silence_s=0.3),

@@ -14,6 +14,7 @@ import threading
 from .ctranslate2 import WhisperEngine
 from .cuda import COMPUTE_TYPES, DEVICES, CudaUnavailableError, resolve_compute_type
 from .interface import (
+    MAX_TOKENS_PER_SECOND,
     TASKS,
     DecodeOptions,
     DecodeRequest,
@@ -28,6 +29,7 @@ from .interface import (
 __all__ = [
     "COMPUTE_TYPES",
     "DEVICES",
+    "MAX_TOKENS_PER_SECOND",
     "TASKS",
     "CudaUnavailableError",
     "DecodeOptions",

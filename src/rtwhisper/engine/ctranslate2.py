@@ -44,6 +44,7 @@ from .cuda import (
     resolve_compute_type,
 )
 from .interface import (
+    MAX_TOKENS_PER_SECOND,
     DecodeOptions,
     DecodeRequest,
     FileTranscript,
@@ -66,9 +67,6 @@ FRAME_BUCKET = 200
 MAX_PROMPT_TOKENS = 223  # Whisper's max_length // 2 - 1
 PROMPT_TOKENS = 32
 """Previous-text prompt length once a stream has that much final text (see ``_bucketed``)."""
-TOKENS_PER_SECOND_BOUND = 12
-"""A window cannot hold more speech than ~12 tokens a second (fast Korean); the bound stops a
-looping decoder early instead of filling 448 tokens."""
 _SENTENCE_MARKS = ".。!！?？"
 _PREPEND_PUNCTUATION = "\"'“¿([{-"
 _APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
@@ -348,7 +346,7 @@ class WhisperEngine:
             prompt = [*head, *tok.sot_sequence, tok.no_timestamps, *it.prefix]
             prompts.append(prompt)
             new_tokens = it.request.options.max_new_tokens or int(
-                it.request.duration_s * TOKENS_PER_SECOND_BOUND) + 16
+                it.request.duration_s * MAX_TOKENS_PER_SECOND) + 16
             budget = max(budget, len(prompt) + min(new_tokens, 440))
         results = self.model.generate(
             encoded, prompts, beam_size=beam_size, max_length=min(budget, 448), return_scores=True,

@@ -21,6 +21,12 @@ from ..events import TranscriptEvent, Word
 Task = Literal["transcribe", "translate"]
 TASKS: tuple[str, ...] = ("transcribe", "translate")
 
+MAX_TOKENS_PER_SECOND = 12
+"""A window cannot hold more speech than ~12 tokens a second (fast Korean reaches it): the
+bound on the tokens a decode may produce, so that a looping decoder stops early instead of
+filling 448 tokens. The engine bounds a window by its length, the processor an update by its
+audio after the commit point."""
+
 
 @dataclass(frozen=True)
 class DecodeOptions:

@@ -227,6 +227,11 @@ class Scheduler:
         with self._cond:
             return self._load()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the scheduler's thread is running (a health check's question)."""
+        return self._thread.is_alive()
+
     def shutdown(self) -> None:
         with self._cond:
             self._running = False

@@ -46,7 +46,8 @@ from ..presets import PRESETS
 Message = dict[str, Any]
 
 CONFIG_KEYS = ("preset", "language", "task", "format", "sample_rate", "initial_prompt", "chunk_duration",
-               "overlap_duration", "beam_size", "partials", "endpoint_silence_s")
+               "overlap_duration", "beam_size", "partials", "endpoint_silence_s", "endpoint_max_silence_s",
+               "commit_probability", "commit_margin_s")
 
 LAG_REPORT_S = 2.0
 """Report lag once recognition is this far behind the audio a client sent (beyond the update
@@ -144,6 +145,9 @@ class StreamConfig:
     overlap_duration: float | None = None
     beam_size: int | None = None
     endpoint_silence_s: float | None = None
+    endpoint_max_silence_s: float | None = None
+    commit_probability: float | None = None
+    commit_margin_s: float | None = None
     partials: bool = False
     """Send partials too. Off for clients that send no config (the guide's clients append
     every message's ``text``, so they get finals only); on by default in a config message."""
@@ -182,10 +186,12 @@ class StreamConfig:
         if prompt is not None and not isinstance(prompt, str):
             raise ConfigError(f"initial_prompt must be a string, got {prompt!r}")
         config.initial_prompt = prompt
-        for name in ("chunk_duration", "overlap_duration", "endpoint_silence_s"):
+        for name in ("chunk_duration", "overlap_duration", "endpoint_silence_s", "endpoint_max_silence_s",
+                     "commit_probability", "commit_margin_s"):
             value = message.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+                what = "a probability from 0 to 1" if name == "commit_probability" else "a number of seconds"
+                raise ConfigError(f"{name} must be {what}, got {value!r}")
             setattr(config, name, None if value is None else float(value))
         beam = message.get("beam_size")
         if beam is not None and (isinstance(beam, bool) or not isinstance(beam, int)):
@@ -203,6 +209,8 @@ class StreamConfig:
             "language": self.language, "task": self.task, "initial_prompt": self.initial_prompt,
             "chunk_duration": self.chunk_duration, "overlap_duration": self.overlap_duration,
             "beam_size": self.beam_size, "endpoint_silence_s": self.endpoint_silence_s,
+            "endpoint_max_silence_s": self.endpoint_max_silence_s, "commit_probability": self.commit_probability,
+            "commit_margin_s": self.commit_margin_s,
         }
         options = {k: v for k, v in options.items() if v is not None}
         options["sample_rate"] = self.sample_rate  # frames are decoded here; the processor resamples

@@ -142,6 +142,26 @@ class Scaling:
         if self.cpus_per_replica < 0 or self.gpus_per_replica < 0:
             raise ConfigError("cpus_per_replica and gpus_per_replica must not be negative")
 
+    @classmethod
+    def from_options(cls, *, replicas: int | None = None, min_replicas: int | None = None,
+                     max_replicas: int | None = None, target_streams: int | None = None,
+                     drain_s: float | None = None, cpus_per_replica: float | None = None,
+                     gpus_per_replica: float | None = None) -> Scaling:
+        """The scaling that a command line or ``serve run`` arguments ask for (``None``: not given).
+
+        Either bound asks for autoscaling (the other defaults to 1, or to the lower bound);
+        otherwise ``replicas`` is a fixed count (1 if not given). Asking for both is an error.
+        """
+        autoscale = min_replicas is not None or max_replicas is not None
+        if autoscale and replicas is not None:
+            raise ConfigError("give replicas, or min_replicas/max_replicas for autoscaling, not both")
+        low = 1 if min_replicas is None else min_replicas
+        given: dict[str, Any] = {"target_streams": target_streams, "drain_s": drain_s,
+                                 "cpus_per_replica": cpus_per_replica, "gpus_per_replica": gpus_per_replica}
+        return cls(replicas=None if autoscale else (1 if replicas is None else replicas), min_replicas=low,
+                   max_replicas=low if max_replicas is None else max_replicas,
+                   **{k: v for k, v in given.items() if v is not None})
+
     def deployment_options(self, config: ServerConfig) -> dict[str, Any]:
         """Serve's options for the deployment (``Deployment.options``)."""
         options: dict[str, Any] = {
@@ -184,7 +204,7 @@ def _replica_class() -> Any:
             return app
 
         def check_health(self) -> None:
-            if self.state is not None and not self.state.scheduler._thread.is_alive():
+            if self.state is not None and not self.state.scheduler.alive:
                 raise RuntimeError("the recognition scheduler stopped")
 
     return RtWhisperReplica
@@ -215,12 +235,14 @@ def app_builder(args: dict[str, str]) -> Any:
                           device=args.get("device", "auto"), compute_type=args.get("compute_type", "auto"),
                           max_connections=int(args.get("max_connections", 16)), api_key=args.get("api_key"),
                           allowed_hosts=("*",))
-    autoscale = "min_replicas" in args or "max_replicas" in args
-    scaling = Scaling(replicas=None if autoscale else int(args.get("replicas", 1)),
-                      min_replicas=int(args.get("min_replicas", 1)), max_replicas=int(args.get("max_replicas", 1)),
-                      target_streams=int(args.get("target_streams", 2)), drain_s=float(args.get("drain_s", 60)),
-                      cpus_per_replica=float(args.get("cpus_per_replica", 1)),
-                      gpus_per_replica=float(args.get("gpus_per_replica", 0)))
+    def given(key: str, kind: Callable[[str], Any]) -> Any:
+        return kind(args[key]) if key in args else None
+
+    scaling = Scaling.from_options(
+        replicas=given("replicas", int), min_replicas=given("min_replicas", int),
+        max_replicas=given("max_replicas", int), target_streams=given("target_streams", int),
+        drain_s=given("drain_s", float), cpus_per_replica=given("cpus_per_replica", float),
+        gpus_per_replica=given("gpus_per_replica", float))
     return build(config, scaling)
 
 

@@ -204,6 +204,8 @@ class StreamDriver:
             "chunk_duration": processor.config.chunk_duration,
             "overlap_duration": processor.config.overlap_duration,
             "endpoint_silence_s": processor.endpoint_silence_s,
+            "endpoint_max_silence_s": processor.endpoint_max_silence_s,
+            "commit_probability": processor.commit_probability, "commit_margin_s": processor.commit_margin_s,
             **({"replica": self.state.replica} if self.state.replica else {}),
         })
 
