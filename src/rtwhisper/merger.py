@@ -278,8 +278,7 @@ def drop_hallucinated_tail(words: Sequence[Word], window_end_s: float, *, timed:
         first, second = out[-2 * n : -n], out[-n:]
         if [normalize_word(w.text) for w in first] != [normalize_word(w.text) for w in second]:
             continue
-        second_s = second[-1].end_s - second[0].start_s
-        if second_s < 0.5 * (first[-1].end_s - first[0].start_s) or second_s < _SQUEEZED_WORD_S * n:
+        if _replayed(first, second):
             out = out[:-n]
             break
     # A tail of words with (almost) no duration has no acoustic evidence behind it. The tail
@@ -316,9 +315,15 @@ def _cut_repeat_of_final(words: list[Word], final: Sequence[Word]) -> list[Word]
             n = 0
             while i + n < len(words) and j + n < len(final) and new[i + n] and new[i + n] == keys[j + n]:
                 n += 1
-            if n < 3:
-                continue
-            again_s = words[i + n - 1].end_s - words[i].start_s
-            if again_s < 0.5 * (final[j + n - 1].end_s - final[j].start_s) or again_s < _SQUEEZED_WORD_S * n:
+            if n >= 3 and _replayed(final[j:j + n], words[i:i + n]):
                 return words[:i]
     return words
+
+
+def _replayed(first: Sequence[Word], again: Sequence[Word]) -> bool:
+    """Whether ``again``, the same words as ``first``, took under half their time or none at all.
+
+    A decoder loop, not speech: a speaker who repeats a phrase takes about as long again.
+    """
+    again_s = again[-1].end_s - again[0].start_s
+    return again_s < 0.5 * (first[-1].end_s - first[0].start_s) or again_s < _SQUEEZED_WORD_S * len(again)
