@@ -21,6 +21,14 @@ def test_seam_errors_count_duplicates_and_losses():
     assert seam_errors("no no no", "no no no") == (0, 0)
 
 
+def test_the_plain_base_configuration_is_the_servers_default_preset():
+    from rtwhisper.bench import BenchConfig
+
+    plain = BenchConfig("base 0.5s", "base", 0.5, 0.2)
+    assert plain.processor_options() == BenchConfig.from_preset("low_latency", ["base"]).processor_options()
+    assert plain.processor_options()["endpoint_max_silence_s"] == 1.0
+
+
 def test_simulated_latency_is_computation_aware():
     words = [Word(f" w{i}", 0.2 + 0.5 * i, 0.6 + 0.5 * i) for i in range(10)]
 

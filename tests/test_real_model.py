@@ -60,6 +60,33 @@ def test_jfk_low_latency_every_word_once(base_engine, manifest):
     assert {e.language for e in events} == {"en"}
 
 
+def test_windows_are_padded_with_silence_as_whisper_pads_them():
+    """Past a window's audio the encoder hears what OpenAI's Whisper feeds it: the log-mel of zeros."""
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from rtwhisper.engine.ctranslate2 import SILENCE_LOG_MEL, silence_level
+
+    extractor = FeatureExtractor()
+    audio = load_wav("en/jfk.wav")[: 3 * 16000]
+    window = extractor(audio)[:, :300]
+    whisper = extractor(np.concatenate([audio, np.zeros(5 * 16000, dtype=np.float32)]))  # padding=N_SAMPLES
+    np.testing.assert_allclose(whisper[:, 302:800], silence_level(window), atol=1e-5)
+    assert silence_level(window) < float(window.mean()) and silence_level(window) > SILENCE_LOG_MEL
+    assert silence_level(extractor(np.zeros(16000, dtype=np.float32))) == SILENCE_LOG_MEL
+
+
+@pytest.mark.parametrize("path", ["en/LJ001-0005.wav", "en/LJ001-0016.wav"])
+def test_words_with_little_audio_after_them_are_heard_whole(base_engine, manifest, path):
+    """Windows padded with faster-whisper's zeros heard a sound still going on after their last word.
+
+    LJ001-0016 ends on "therefore" 30 ms before the file does ("there for..." with zeros);
+    LJ001-0005's "may justly" was committed from windows that ended inside "justly" ("made").
+    """
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine)
+    text = final_text(stream(proc, load_wav(path)))
+    assert wer(manifest[path]["text"], text) == 0, text
+
+
 @pytest.fixture(scope="module")
 def long_file(manifest):
     """The long file and the same model's offline transcription by plain faster-whisper."""

@@ -55,7 +55,7 @@ class BenchConfig:
     initial_prompt: str | None = None
     note: str = ""
     endpoint_silence_s: float = 0.5
-    endpoint_max_silence_s: float = 0.5
+    endpoint_max_silence_s: float = 1.0  # the presets' (``Preset``): "base 0.5s" is ``low_latency``
     commit_probability: float | None = None
     commit_margin_s: float = 0.4
 

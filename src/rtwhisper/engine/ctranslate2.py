@@ -64,6 +64,10 @@ FRAMES_PER_SECOND = 100  # log-mel frames
 FULL_INPUT_FRAMES = 3000  # Whisper's 30 s
 FRAME_BUCKET = 200
 """Encoder inputs are rounded up to 2 s steps so that windows of similar length share a batch."""
+SILENCE_LOG_MEL = -1.5
+"""Whisper's normalised log-mel of digital silence, ``(log10(1e-10) + 4) / 4``."""
+LOG_MEL_RANGE = 2.0
+"""Whisper keeps 8 log10 units below a recording's loudest frame: 2 once normalised (÷ 4)."""
 MAX_PROMPT_TOKENS = 223  # Whisper's max_length // 2 - 1
 PROMPT_TOKENS = 32
 """Previous-text prompt length once a stream has that much final text (see ``_bucketed``)."""
@@ -107,11 +111,11 @@ class WhisperEngine:
     Why a minimum: the encoder's cost grows with its input (base int8 on 2 cores: 21 ms for
     2 s, 71 ms for 10 s, 200 ms for 20 s, 450 ms for 30 s), but trimmed all the way to the
     window, Whisper loops on short windows ("and so and so and so…", jfk.wav, 1–3 s windows).
-    Padded to 10 s the streaming windows keep offline accuracy (measured in
-    ``docs/streaming.md``), short ones too: with voice activity gating the decodes, a short
-    window always holds speech (the old rule that gave windows under 2 s the full 30 s cost
-    a third of the compute on short utterances and changed no word on the shared set). The
-    end of a stream gets the full 30 s.
+    Padded to 10 s with silence as Whisper pads (:func:`silence_level`) the streaming windows
+    keep offline accuracy (measured in ``docs/streaming.md``), short ones too: with voice
+    activity gating the decodes, a short window always holds speech (the old rule that gave
+    windows under 2 s the full 30 s cost a third of the compute on short utterances and
+    changed no word on the shared set). The end of a stream gets the full 30 s.
     """
 
     def __init__(
@@ -255,8 +259,9 @@ class WhisperEngine:
     def _encode(self, features: list[np.ndarray], frames: int) -> Any:
         import ctranslate2
 
-        batch = np.zeros((len(features), features[0].shape[0], frames), dtype=np.float32)
+        batch = np.empty((len(features), features[0].shape[0], frames), dtype=np.float32)
         for row, f in enumerate(features):
+            batch[row] = silence_level(f)
             batch[row, :, : min(f.shape[-1], frames)] = f[:, :frames]
         return self.model.encode(ctranslate2.StorageView.from_array(batch))
 
@@ -457,6 +462,24 @@ def _bucketed(prompt: list[int]) -> list[int]:
     changed words: on jfk "what your country" became "why you are country".
     """
     return prompt[-PROMPT_TOKENS:]
+
+
+def silence_level(features: np.ndarray) -> float:
+    """The value that pads a window's log-mel to the encoder's input length: silence, as Whisper hears it.
+
+    OpenAI's Whisper appends 30 s of zeros to the audio before the log-mel
+    (``log_mel_spectrogram(audio, padding=N_SAMPLES)``), so in its own transcription the
+    input past the speech is digital silence: the floor, 8 log10 units below the loudest
+    frame. faster-whisper pads the finished features with 0 instead (its ``pad_or_trim``):
+    log10 −4, several units over that floor for speech, a faint sound still going on.
+    Padded with it, a window that ends right after a word read the word as unfinished
+    ("natural there for..." for "therefore" at the end of LJ001-0016, "made justly" for "may
+    justly"); with Whisper's own padding the English clips of the shared set stream at
+    offline accuracy (``docs/streaming.md``).
+    """
+    if features.size == 0:
+        return SILENCE_LOG_MEL
+    return max(SILENCE_LOG_MEL, float(features.max()) - LOG_MEL_RANGE)
 
 
 def _even(frames: int) -> int:
