@@ -256,18 +256,22 @@ class WhisperEngine:
         frames = -(-frames // FRAME_BUCKET) * FRAME_BUCKET
         return min(_even(frames), FULL_INPUT_FRAMES)
 
-    def _encode(self, features: list[np.ndarray], frames: int) -> Any:
+    def _encode(self, features: list[np.ndarray], frames: int, ended: list[bool]) -> Any:
         import ctranslate2
 
         batch = np.empty((len(features), features[0].shape[0], frames), dtype=np.float32)
         for row, f in enumerate(features):
-            batch[row] = silence_level(f)
+            # Speech that ended: silence after it, as Whisper pads. Speech still going on (an
+            # interim window): faster-whisper's 0, a sound going on — with silence after a short
+            # window's first words Whisper took them for a whole phrase ("Why you are country"
+            # for jfk's drawn-out "What your country", committed by two updates).
+            batch[row] = silence_level(f) if ended[row] else 0.0
             batch[row, :, : min(f.shape[-1], frames)] = f[:, :frames]
         return self.model.encode(ctranslate2.StorageView.from_array(batch))
 
     def _decode_group(self, requests: list[DecodeRequest], features: list[np.ndarray], frames: int,
                       beam_size: int) -> list[Hypothesis]:
-        encoded = self._encode(features, frames)
+        encoded = self._encode(features, frames, [r.options.end_of_stream for r in requests])
         languages = self._languages(requests, encoded)
         items = []
         for i, (request, (language, probability)) in enumerate(zip(requests, languages, strict=True)):
