@@ -111,8 +111,9 @@ class WhisperEngine:
     Why a minimum: the encoder's cost grows with its input (base int8 on 2 cores: 21 ms for
     2 s, 71 ms for 10 s, 200 ms for 20 s, 450 ms for 30 s), but trimmed all the way to the
     window, Whisper loops on short windows ("and so and so and so…", jfk.wav, 1–3 s windows).
-    Padded to 10 s with silence as Whisper pads (:func:`silence_level`) the streaming windows
-    keep offline accuracy (measured in ``docs/streaming.md``), short ones too: with voice
+    Padded to 10 s (with silence as Whisper pads, :func:`silence_level`, where the speech
+    ended; with faster-whisper's 0 where it goes on) the streaming windows keep offline
+    accuracy (measured in ``docs/streaming.md``), short ones too: with voice
     activity gating the decodes, a short window always holds speech (the old rule that gave
     windows under 2 s the full 30 s cost a third of the compute on short utterances and
     changed no word on the shared set). The end of a stream gets the full 30 s.
@@ -476,10 +477,9 @@ def silence_level(features: np.ndarray) -> float:
     input past the speech is digital silence: the floor, 8 log10 units below the loudest
     frame. faster-whisper pads the finished features with 0 instead (its ``pad_or_trim``):
     log10 −4, several units over that floor for speech, a faint sound still going on.
-    Padded with it, a window that ends right after a word read the word as unfinished
-    ("natural there for..." for "therefore" at the end of LJ001-0016, "made justly" for "may
-    justly"); with Whisper's own padding the English clips of the shared set stream at
-    offline accuracy (``docs/streaming.md``).
+    Padded with it, a closing window (the speech ended) read its last word as unfinished
+    ("natural there for..." for "therefore" at the end of LJ001-0016). Interim windows, whose
+    speech goes on, keep the 0 (``WhisperEngine._encode``); measured in ``docs/streaming.md``.
     """
     if features.size == 0:
         return SILENCE_LOG_MEL
