@@ -75,14 +75,15 @@ def test_windows_are_padded_with_silence_as_whisper_pads_them():
     assert silence_level(extractor(np.zeros(16000, dtype=np.float32))) == SILENCE_LOG_MEL
 
 
-@pytest.mark.parametrize("path", ["en/LJ001-0016.wav", "en/jfk.wav"])
-def test_the_last_word_before_silence_is_heard_whole(base_engine, manifest, path):
+def test_the_last_word_before_silence_is_heard_whole(base_engine, manifest):
     """A closing window padded with faster-whisper's zeros heard a sound still going on after its last word.
 
-    LJ001-0016 ends on "therefore" 30 ms before the file does ("there for..." with zeros). jfk:
-    interim windows keep the zeros (speech goes on), or "What your country" after "Ask not."
-    became "Why you are country".
+    LJ001-0016 ends on "therefore" 30 ms before the file does ("there for..." with zeros).
+    Interim windows keep the zeros (speech goes on): padded with silence, jfk's "What your
+    country" after "Ask not." became "Why you are country" (guarded by
+    ``test_jfk_low_latency_every_word_once`` and the real-time server tests).
     """
+    path = "en/LJ001-0016.wav"
     proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine)
     text = final_text(stream(proc, load_wav(path)))
     assert wer(manifest[path]["text"], text) == 0, text
