@@ -1,6 +1,7 @@
 """The processor's contract, driven by a fake engine (fast) — the real model is in test_real_model.py."""
 
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -169,6 +170,36 @@ def test_pause_ends_the_utterance_quickly():
                 assert e.is_final
     # speech ends at 1.6 s: the utterance is final 0.4 s of pause later (to a 32 ms frame and a 0.1 s block)
     assert final_at is not None and final_at <= 1.6 + 0.4 + 0.15
+
+
+class DetectingEngine(TimelineEngine):
+    """Detects the given languages, one per decode without a language, then the last one."""
+
+    def __init__(self, words, languages):
+        super().__init__(words)
+        self.languages = list(languages)
+
+    def transcribe(self, audio, options):
+        hypothesis = super().transcribe(audio, options)
+        if options.language is not None:
+            return replace(hypothesis, language=options.language, language_probability=1.0)
+        language, probability = self.languages.pop(0) if len(self.languages) > 1 else self.languages[0]
+        return replace(hypothesis, language=language, language_probability=probability)
+
+
+@pytest.mark.parametrize(("detections", "locked_at"), [
+    ([("tr", 0.95), ("en", 0.99), ("en", 0.99)], 3),  # a sure, wrong first guess is not kept
+    ([("en", 0.9), ("en", 0.9)], 2),
+    ([("en", 0.4), ("en", 0.9), ("ko", 0.9), ("ko", 0.9)], 4),  # unsure guesses do not count
+])
+def test_a_language_is_kept_once_two_detections_agree(detections, locked_at):
+    engine = DetectingEngine(WORDS, detections)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(WORDS))
+    events = run(proc, ramp(11.0), 1600)
+    sent = [options.language for _, _, options in engine.calls]
+    expected = detections[-1][0]
+    assert sent[:locked_at] == [None] * locked_at and set(sent[locked_at:]) == {expected}
+    assert {e.language for e in events if e.is_final and e.text} == {expected}
 
 
 def test_flush_makes_everything_final_and_the_stream_goes_on():

@@ -89,6 +89,31 @@ def test_the_last_word_before_silence_is_heard_whole(base_engine, manifest):
     assert wer(manifest[path]["text"], text) == 0, text
 
 
+def test_a_flush_hears_the_last_word_whole(base_engine, manifest):
+    """A source that goes quiet is flushed: as far as anyone knows its speech stopped, so the
+    flush decode is padded with silence like a closing one ("there for." with zeros)."""
+    path = "en/LJ001-0016.wav"
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine)
+    audio = load_wav(path)
+    events = []
+    for i in range(0, len(audio), 1600):
+        proc.feed(audio[i:i + 1600])
+        events += proc.results()
+    events += proc.flush()
+    assert wer(manifest[path]["text"], final_text(events)) == 0, final_text(events)
+    assert not proc.is_finished
+
+
+def test_a_first_half_second_detected_as_another_language_is_not_kept(base_engine, manifest):
+    """With no language given (the server's default), LJ001-0011's first 0.5 s is detected as
+    Turkish at 0.95; locked on that one detection, the whole clip came out in Turkish."""
+    path = "en/LJ001-0011.wav"
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine)
+    events = stream(proc, load_wav(path))
+    assert {e.language for e in events if e.is_final and e.text} == {"en"}
+    assert wer(manifest[path]["text"], final_text(events)) <= 0.1, final_text(events)
+
+
 @pytest.fixture(scope="module")
 def long_file(manifest):
     """The long file and the same model's offline transcription by plain faster-whisper."""

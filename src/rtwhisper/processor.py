@@ -76,7 +76,14 @@ MIN_CONTEXT_S = 4.0
 """Audio a window keeps when its start moves: Whisper needs acoustic context before new words."""
 
 LANGUAGE_LOCK_PROBABILITY = 0.5
-"""Once detection is this sure (faster-whisper's language_detection_threshold), keep the language."""
+"""Once two successive detections agree at this probability (faster-whisper's
+language_detection_threshold), keep the language for the utterance.
+
+One detection is not enough: Whisper's detection on a window's first half second is often sure
+and wrong. Streamed without a language, LJ001-0011's first 0.5 s read as Turkish at 0.95 and the
+whole clip came out in Turkish ("Önceden birçeyiz var…"); from 1 s on it reads English. On the
+shared clips 0.5 s windows were wrong for 4 of 23 English clips. Agreement, LocalAgreement's rule
+for words, costs one update (0.5 s) before the language holds."""
 
 PREROLL_S = 0.5
 """Audio kept before detected speech: Silero opens speech up to ~0.1 s after its onset, and a
@@ -210,6 +217,7 @@ class RealtimeWhisperProcessor:
         self._ready: list[TranscriptEvent] = []
         self._detected: tuple[str | None, float | None] = (language, None)  # locked language
         self._guess: tuple[str | None, float | None] = (language, None)  # latest detection
+        self._sure_guess: str | None = None  # the last detection, when it was sure
         self._finished = False
         self.compute_s = 0.0
         """Seconds spent in the engine so far by ``results()``/``flush()``/``finish()`` (RTF accounting)."""
@@ -587,7 +595,9 @@ class RealtimeWhisperProcessor:
             beam_size=self.beam_size,
             prompt=prompt,
             prefix=prefix,
-            end_of_stream=kind in ("last", "endpoint"),
+            # Closing decodes hear the speech end: silence after the window, 30 s input. A flush
+            # (a source that went quiet) is one too: as far as anyone knows, speech stopped there.
+            end_of_stream=kind != "update",
             max_new_tokens=None if kind != "update" else int(
                 (window.end_s - self._merger.commit_s) * MAX_TOKENS_PER_SECOND) + 8,
             thorough=kind != "update" or self._failed_updates > 0,
@@ -614,17 +624,23 @@ class RealtimeWhisperProcessor:
         utterances; with the first detection locked for the whole stream, Whisper decoded the
         Korean half "in English" as Chinese-character loops ("沖泡的鞋子, 沖泡的鞋子, …" in the
         soak test). Within an utterance the language stays locked; the last detection is
-        kept for the events until the next one is sure.
+        kept for the events until the next one is sure. It counts as the first of the two
+        agreeing detections: a speaker who keeps their language keeps it from the next
+        utterance's first update.
         """
         if self.language is None and self._detected[0] is not None:
             self._guess = self._detected
+            self._sure_guess = self._detected[0]
             self._detected = (None, None)
 
     def _note_language(self, hypothesis: Hypothesis) -> None:
         if self.language is None and self._detected[0] is None and hypothesis.words and hypothesis.language:
-            self._guess = (hypothesis.language, hypothesis.language_probability)
-            if (hypothesis.language_probability or 0.0) >= LANGUAGE_LOCK_PROBABILITY:
-                self._detected = self._guess
+            guess = (hypothesis.language, hypothesis.language_probability)
+            sure = (guess[1] or 0.0) >= LANGUAGE_LOCK_PROBABILITY
+            if sure and self._sure_guess == guess[0]:
+                self._detected = guess
+            self._guess = guess
+            self._sure_guess = guess[0] if sure else None
 
     def _move_anchor(self, window: Window) -> None:
         """Move the start of later windows forward, to a pause or phrase end, once windows grow long.
