@@ -181,6 +181,34 @@ def test_drawn_out_first_word_skipped_by_a_new_window_is_kept():
     assert [x.text.strip() for x in step.committed] == ["ask", "not", "what"]
 
 
+def test_first_word_squeezed_out_by_a_stretched_next_word_is_kept():
+    # test_ko.wav: "그는 1위절이" heard again as one "1위절이" from the window's start to the same end
+    m = OverlapMerger()
+    m.update([w("그는", 0.0, 0.94), w("1위절이", 0.94, 1.4), w("피하면서", 1.4, 1.78)])
+    step = m.update([w("1위절이", 0.0, 1.4), w("피하면서", 1.4, 1.78), w("길", 1.8, 2.2)])
+    assert [x.text.strip() for x in step.committed] == ["그는", "1위절이", "피하면서"]
+    assert step.committed[1].start_s == 0.94  # the restored run keeps its own times
+
+
+def test_a_first_word_the_new_window_rightly_dropped_stays_dropped():
+    # a leading word the next window does not hear, its next word timed as before: not restored
+    m = OverlapMerger()
+    m.update([w("so", 0.0, 0.3), w("we", 0.5, 0.8), w("went", 0.8, 1.2)])
+    step = m.update([w("we", 0.5, 0.8), w("went", 0.8, 1.2), w("home", 1.2, 1.6)])
+    assert [x.text.strip() for x in step.committed] == ["so", "we", "went"]  # the time rule keeps it
+    m = OverlapMerger()
+    m.update([w("um", 0.0, 0.3), w("we", 0.3, 0.8), w("went", 0.8, 1.2)])
+    step = m.update([w("we", 0.1, 0.6), w("went", 0.8, 1.2), w("home", 1.2, 1.6)])
+    # "we" ends 0.2 s before the pending one: not that word stretched, so "um" stays out
+    assert step.committed == () and [x.text.strip() for x in step.partial] == ["we", "went", "home"]
+    # a doubled pending word heard once again (the long LJ file): no "that that"
+    m = OverlapMerger()
+    m.update([w("passing", 45.3, 45.86), w("that", 45.86, 46.54), w("that", 46.54, 46.64)])
+    m.commit_before(45.86)  # "passing" final; "that that" pending
+    step = m.update([w("that", 45.86, 46.58), w("as", 46.58, 46.92), w("an", 46.92, 47.06)])
+    assert [x.text.strip() for x in m.committed + list(step.partial)] == ["passing", "that", "as", "an"]
+
+
 def test_korean_spacing_does_not_stop_agreement():
     """"했다" / "했 다": the same characters with another spacing agree (Korean spacing varies)."""
     m = OverlapMerger()

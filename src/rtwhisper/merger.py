@@ -158,6 +158,8 @@ class OverlapMerger:
                     and w.end_s <= first + (_WORD_OVERLAP_S if w.end_s - w.start_s >= _DRAWN_OUT_S
                                             else _SKIP_TOLERANCE_S)
                 ]
+            if not skipped:
+                new = self._restore_squeezed_head(new)
             new = self._restore_inner_skips(skipped + new)
         agreed = _agreed(self._pending, new)
         count = len(new) if final else agreed
@@ -175,6 +177,29 @@ class OverlapMerger:
         committed = self._commit(new[:count])
         self._pending = new[count:]
         return MergeStep(tuple(committed), tuple(self._pending), self.commit_s)
+
+    def _restore_squeezed_head(self, new: list[Word]) -> list[Word]:
+        """Put back the pending words that the new hypothesis's first word was stretched over.
+
+        Whisper sometimes drops a window's first word and times its next one from the window's
+        start: "그는 1위절이" (0–0.94, 0.94–1.4 s) heard again as "1위절이" (0–1.4 s) on the
+        shared test_ko.wav, and the lost "그는" never came back. By time the dropped word does
+        not look skipped (the new first word covers it); by text and end it does: the new first
+        word is a pending word, ends where that one ends, and starts where the pending run does.
+        """
+        if not new or not self._pending:
+            return new
+        first = new[0]
+        key = normalize_word(first.text)
+        tol = _SKIP_TOLERANCE_S
+        if normalize_word(self._pending[0].text) == key:
+            return new  # the same first word ("that that" from a doubled pending word is no skip)
+        for k, word in enumerate(self._pending[1:], start=1):
+            if normalize_word(word.text) == key and abs(word.end_s - first.end_s) <= tol \
+                    and first.start_s <= self._pending[0].start_s + tol:
+                restored = Word(first.text, word.start_s, first.end_s, first.probability)
+                return [*self._pending[:k], restored, *new[1:]]
+        return new
 
     def _restore_inner_skips(self, new: list[Word]) -> list[Word]:
         """Put back pending words that the new hypothesis skipped after its start.

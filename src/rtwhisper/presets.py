@@ -59,8 +59,9 @@ class Preset:
 # hear everything since a phrase start whatever the step, and the step only sets how soon a
 # word can become final (docs/streaming.md has the measurements). Every preset waits for two
 # hypotheses to agree (LocalAgreement-2): committing one sure hypothesis's words
-# (``commit_probability=0.9``) cost 0.16 WER points on the shared English set on 2 CPU cores
-# for 0.08 s of final p50, and 0.3 s updates 0.65 points for 0.25 s (docs/streaming.md).
+# (``commit_probability=0.9``) cost 0.15 WER points on the shared English clips on 2 CPU cores
+# for 0.09 s of final p50 (none in real time), and 0.3 s updates 3.5 points for 0.23 s
+# (docs/streaming.md).
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
