@@ -18,13 +18,14 @@ pytestmark = pytest.mark.model
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
-def stream(proc: RealtimeWhisperProcessor, audio: np.ndarray, block_s: float = 0.1):
+def stream(proc: RealtimeWhisperProcessor, audio: np.ndarray, block_s: float = 0.1, *, flush: bool = False):
+    """Feed ``audio`` in blocks as a live client does; then end the stream (or only flush it)."""
     block = int(block_s * 16000)
     events = []
     for i in range(0, len(audio), block):
         proc.feed(audio[i:i + block])
         events += proc.results()
-    events += proc.finish()
+    events += proc.flush() if flush else proc.finish()
     return events
 
 
@@ -94,12 +95,7 @@ def test_a_flush_hears_the_last_word_whole(base_engine, manifest):
     flush decode is padded with silence like a closing one ("there for." with zeros)."""
     path = "en/LJ001-0016.wav"
     proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine)
-    audio = load_wav(path)
-    events = []
-    for i in range(0, len(audio), 1600):
-        proc.feed(audio[i:i + 1600])
-        events += proc.results()
-    events += proc.flush()
+    events = stream(proc, load_wav(path), flush=True)
     assert wer(manifest[path]["text"], final_text(events)) == 0, final_text(events)
     assert not proc.is_finished
 
