@@ -187,16 +187,14 @@ class OverlapMerger:
         not look skipped (the new first word covers it); by text and end it does: the new first
         word is a pending word, ends where that one ends, and starts where the pending run does.
         """
-        if not new or not self._pending:
+        if not new or not self._pending or new[0].start_s > self._pending[0].start_s + _SKIP_TOLERANCE_S:
             return new
         first = new[0]
         key = normalize_word(first.text)
-        tol = _SKIP_TOLERANCE_S
         if normalize_word(self._pending[0].text) == key:
             return new  # the same first word ("that that" from a doubled pending word is no skip)
         for k, word in enumerate(self._pending[1:], start=1):
-            if normalize_word(word.text) == key and abs(word.end_s - first.end_s) <= tol \
-                    and first.start_s <= self._pending[0].start_s + tol:
+            if normalize_word(word.text) == key and abs(word.end_s - first.end_s) <= _SKIP_TOLERANCE_S:
                 restored = Word(first.text, word.start_s, first.end_s, first.probability)
                 return [*self._pending[:k], restored, *new[1:]]
         return new

@@ -217,7 +217,6 @@ class RealtimeWhisperProcessor:
         self._ready: list[TranscriptEvent] = []
         self._detected: tuple[str | None, float | None] = (language, None)  # locked language
         self._guess: tuple[str | None, float | None] = (language, None)  # latest detection
-        self._sure_guess: str | None = None  # the last detection, when it was sure
         self._finished = False
         self.compute_s = 0.0
         """Seconds spent in the engine so far by ``results()``/``flush()``/``finish()`` (RTF accounting)."""
@@ -630,17 +629,15 @@ class RealtimeWhisperProcessor:
         """
         if self.language is None and self._detected[0] is not None:
             self._guess = self._detected
-            self._sure_guess = self._detected[0]
             self._detected = (None, None)
 
     def _note_language(self, hypothesis: Hypothesis) -> None:
         if self.language is None and self._detected[0] is None and hypothesis.words and hypothesis.language:
-            guess = (hypothesis.language, hypothesis.language_probability)
-            sure = (guess[1] or 0.0) >= LANGUAGE_LOCK_PROBABILITY
-            if sure and self._sure_guess == guess[0]:
+            previous, guess = self._guess, (hypothesis.language, hypothesis.language_probability)
+            if previous[0] == guess[0] and all((p or 0.0) >= LANGUAGE_LOCK_PROBABILITY
+                                               for p in (previous[1], guess[1])):
                 self._detected = guess
             self._guess = guess
-            self._sure_guess = guess[0] if sure else None
 
     def _move_anchor(self, window: Window) -> None:
         """Move the start of later windows forward, to a pause or phrase end, once windows grow long.
