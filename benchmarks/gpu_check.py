@@ -41,6 +41,17 @@ def load(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
 
 
+def reference(audio_dir: Path, name: str) -> str | None:
+    """The file's transcript from a ``manifest.jsonl`` beside it (as in the shared audio folder), if there is one."""
+    manifest = audio_dir / "manifest.jsonl"
+    if not manifest.is_file():
+        return None
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if line.strip() and Path(json.loads(line)["path"]).name == name:
+            return str(json.loads(line)["text"])
+    return None
+
+
 def stream(engine: WhisperEngine, audio: np.ndarray) -> tuple[str, float]:
     proc = RealtimeWhisperProcessor(engine=engine, language="en")
     started = time.perf_counter()
@@ -134,6 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     audio_dir = Path(args.audio)
     jfk, long = load(audio_dir / "jfk.wav"), load(audio_dir / "long_lj001_0001-0016.wav")
+    long_reference = reference(audio_dir, "long_lj001_0001-0016.wav")
     report: dict[str, Any] = {"models": {}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,8 +167,10 @@ def main() -> None:
         text, elapsed = stream(engine, jfk)
         entry["jfk"] = {"text": text, "wer": wer(JFK, text), "wall_s": elapsed}
         text, elapsed = stream(engine, long)
-        entry["long"] = {"words": len(text.split()), "rtf": elapsed / (len(long) / 16000), "text": text}
-        print(f"  jfk WER {entry['jfk']['wer']:.3f}; long streamed RTF {entry['long']['rtf']:.4f}", flush=True)
+        entry["long"] = {"words": len(text.split()), "rtf": elapsed / (len(long) / 16000), "text": text,
+                         "wer": wer(long_reference, text) if long_reference else None}
+        print(f"  jfk WER {entry['jfk']['wer']:.3f}; long streamed RTF {entry['long']['rtf']:.4f}, "
+              f"WER {entry['long']['wer']}", flush=True)
         save()
         entry["profile"] = profile(engine, long)
         save()

@@ -86,3 +86,14 @@ def test_bench_command_on_another_manifest_folder(tmp_path):
     second = bench(tmp_path / "b", "--no-realtime")  # the same command again: the same accuracy
     assert "realtime" not in second
     assert second["streaming"][0]["wer_en"] == s["wer_en"] and second["streaming"][0]["cer_ko"] == s["cer_ko"]
+
+
+def test_a_benchmark_server_that_dies_at_start_says_why():
+    """The real-time runs start a real ``rtwhisper serve``; one that exits says what it printed."""
+    from rtwhisper.bench.realtime import start_server
+
+    with pytest.raises(RuntimeError) as caught:
+        start_server("no-such-model", timeout_s=60)
+    message = str(caught.value)
+    assert "exited with 2" in message
+    assert "model 'no-such-model' not found" in message

@@ -78,13 +78,19 @@ def start_server(model: str, *, preset: str | None = None, extra: list[str] | No
     port = free_port()
     command = [sys.executable, "-m", "rtwhisper.cli", "serve", "--port", str(port), "--model", model,
                "--device", device, *(["--preset", preset] if preset else []), *(extra or [])]
-    log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+    # Without a log file the output still goes somewhere readable: a server that dies at start
+    # says why in the error (its last lines), not only with an exit status.
+    log = open(log_path, "w+b") if log_path else tempfile.TemporaryFile()
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"})
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"rtwhisper serve exited with {process.returncode} before it was ready")
+            log.seek(0)
+            tail = log.read().decode("utf-8", "replace").strip().splitlines()[-5:]
+            log.close()
+            raise RuntimeError(f"rtwhisper serve exited with {process.returncode} before it was ready: "
+                               + " | ".join(tail))
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                 if response.status == 200:
