@@ -79,9 +79,10 @@ def timelines(draw):
 
 
 @settings(max_examples=150, deadline=None)
-@given(words=timelines(), chunk=st.sampled_from([0.5, 1.0, 2.0, 3.0]), jitter=st.sampled_from([0.0, 0.03, 0.05]),
-       overlap_frac=st.sampled_from([0.0, 0.1, 0.25]), seed=st.integers(0, 1000))
-def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed):
+@given(words=timelines(), chunk=st.sampled_from([0.25, 0.5, 1.0, 2.0, 3.0]), jitter=st.sampled_from([0.0, 0.03, 0.05]),
+       overlap_frac=st.sampled_from([0.0, 0.1, 0.25]), seed=st.integers(0, 1000),
+       span=st.sampled_from([0.0, 0.5, 1.0]))
+def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed, span):
     """Random word timelines through the real processor with a fake engine: nothing lost or doubled."""
     from fakes import TimelineEngine, TimelineVad, ramp
     from rtwhisper import RealtimeWhisperProcessor
@@ -89,7 +90,7 @@ def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed
     duration = words[-1].end_s + 0.5
     engine = TimelineEngine(words, jitter_s=jitter, seed=seed)
     proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), chunk_duration=chunk,
-                                    overlap_duration=chunk * overlap_frac)
+                                    overlap_duration=chunk * overlap_frac, agreement_span_s=span)
     audio = ramp(duration)
     finals = []
     for i in range(0, len(audio), 1600):
@@ -222,3 +223,29 @@ def test_korean_spacing_does_not_stop_agreement():
     m.update([Word(" the", 0.0, 0.2), Word(" reader", 0.2, 0.6), Word(" said", 0.6, 0.9)])
     step = m.update([Word(" there", 0.0, 0.3), Word(" ader", 0.3, 0.6), Word(" said", 0.6, 0.9), Word(" so", 1.0, 1.2)])
     assert step.committed == ()
+
+
+# "engraved" heard every quarter second: cut at first ("and gra"), then misheard ("and graved").
+ENGRAVED = [
+    (1.0, [w(" and", 0.5, 0.7), w(" gra", 0.7, 1.0)]),
+    (1.25, [w(" and", 0.5, 0.7), w(" graved", 0.7, 1.2)]),
+    (1.5, [w(" engraved", 0.5, 1.2), w(" in", 1.25, 1.4)]),
+    (1.75, [w(" engraved", 0.5, 1.2), w(" in", 1.25, 1.4), w(" relief", 1.45, 1.7)]),
+    (2.0, [w(" engraved", 0.5, 1.2), w(" in", 1.25, 1.4), w(" relief", 1.45, 1.7), w(" for", 1.75, 1.9)]),
+    (2.25, [w(" relief", 1.45, 1.7), w(" for", 1.75, 1.9), w(" centuries", 1.95, 2.2)]),
+]
+
+
+def _final_words(merger):
+    out = []
+    for until, words in ENGRAVED:
+        out += [x.text.strip() for x in merger.update(words, heard_until_s=until).committed]
+    return out
+
+
+def test_agreement_over_a_span_waits_for_a_hypothesis_that_heard_half_a_second_less():
+    # Two hypotheses a quarter second apart agree on "and" (both heard the cut word): committed.
+    assert _final_words(OverlapMerger())[:1] == ["and"]
+    # Agreeing only with a hypothesis that heard at least 0.5 s less, "and" is never final, and
+    # the words after the commit point still find their earlier hypothesis ("relief").
+    assert _final_words(OverlapMerger(agreement_span_s=0.5)) == ["engraved", "in", "relief"]

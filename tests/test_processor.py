@@ -317,3 +317,20 @@ def test_presets_apply_and_take_overrides():
                                              endpoint_max_silence_s=1.0)
     with pytest.raises(ConfigError, match="presets are: low_latency, high_accuracy, korean"):
         RealtimeWhisperProcessor.from_preset("fastest")
+
+
+class OnceEngine:
+    """Hears "a b c d" (probability 0.5 each) in whatever window it gets."""
+
+    def transcribe_batch(self, requests):
+        return [Hypothesis(tuple(Word(" " + t, 0.1 + 0.3 * i, 0.3 + 0.3 * i, 0.5) for i, t in enumerate("abcd")))
+                for _ in requests]
+
+
+@pytest.mark.parametrize(("probability", "final"), [(None, ""), (0.9, ""), (0.5, "a b c"), (0.0, "a b c")])
+def test_one_hypothesis_commits_words_at_or_above_commit_probability(probability, final):
+    """``commit_probability=0.0`` commits on the margin alone (AlignAtt's rule), not never."""
+    proc = RealtimeWhisperProcessor(engine=OnceEngine(), vad=False, chunk_duration=0.5,
+                                    commit_probability=probability, commit_margin_s=0.4)
+    proc.feed(np.zeros(16000 * 2, dtype=np.float32))  # one 2 s window: the words end by 1.2 s
+    assert " ".join(e.text for e in proc.results() if e.is_final) == final

@@ -61,6 +61,27 @@ def test_jfk_low_latency_every_word_once(base_engine, manifest):
     assert {e.language for e in events} == {"en"}
 
 
+@pytest.mark.parametrize("name", ["en/jfk.wav", "en/LJ001-0003.wav"])
+def test_quarter_second_updates_agreeing_over_half_a_second_keep_the_words(base_engine, manifest, name):
+    """0.25 s updates, each agreeing with the hypothesis that heard 0.5 s less (``agreement_span_s``).
+
+    Agreeing with the previous hypothesis instead (a quarter second apart), both windows hear a
+    drawn-out word cut the same way and commit it: "Why do you are country" (jfk), "in grave 天
+    relief" (LJ001-0003), measured with this model; over the span the words stay the reference's.
+    """
+    audio = load_wav(name)
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine, chunk_duration=0.25,
+                                                agreement_span_s=0.5)
+    events = stream(proc, audio, 0.1)
+    text = final_text(events)
+    reference = manifest[name]["text"]
+    assert wer(reference, text) <= 0.09, text  # jfk: every word; LJ001-0003: "woodcutters" as two words
+    assert not seam_duplicates(reference, text)
+    words = [w for e in events if e.is_final for w in e.words]
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in itertools.pairwise(words))
+    assert proc.updates > len(audio) / 16000 / 0.5  # more updates than 0.5 s updates would make
+
+
 def test_windows_are_padded_with_silence_as_whisper_pads_them():
     """Past a window's audio the encoder hears what OpenAI's Whisper feeds it: the log-mel of zeros."""
     from faster_whisper.feature_extractor import FeatureExtractor

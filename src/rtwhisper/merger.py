@@ -9,7 +9,9 @@ Each window's words arrive with stream-clock times. The merger
    word times jitter by several hundred milliseconds between windows);
 2. confirms the longest common prefix of this hypothesis and the previous one
    (LocalAgreement-2, Liu et al. 2020, as used by whisper_streaming): a word is final
-   once two consecutive windows, the second with more right context, agree on it;
+   once two consecutive windows, the second with more right context, agree on it — or,
+   with ``agreement_span_s``, this one and the newest that heard at least that much less
+   (updates faster than the span keep the span's evidence);
 3. keeps pending words that a new hypothesis skipped — at its start, in a silent gap, or
    squashed into one stretched word (Whisper drops words of an input now and then; the
    previous window heard them, and losing them is worse);
@@ -87,12 +89,16 @@ class MergeStep:
 class OverlapMerger:
     """Holds the committed transcript and the previous hypothesis; does no recognition."""
 
-    def __init__(self, *, dedup_window_s: float = 1.0, max_ngram: int = 5) -> None:
+    def __init__(self, *, dedup_window_s: float = 1.0, max_ngram: int = 5, agreement_span_s: float = 0.0) -> None:
         self.committed: list[Word] = []
         self.commit_s = 0.0
         self._pending: list[Word] = []
         self._dedup_window_s = dedup_window_s
         self._max_ngram = max_ngram
+        self.agreement_span_s = agreement_span_s
+        # Earlier hypotheses' unconfirmed words, newest last, each with how far its window heard:
+        # the agreement's other side when hypotheses come faster than ``agreement_span_s``.
+        self._earlier: list[tuple[float, list[Word]]] = []
 
     @property
     def pending(self) -> tuple[Word, ...]:
@@ -104,6 +110,7 @@ class OverlapMerger:
         if to_s > self.commit_s:
             self.commit_s = to_s
             self._pending = [w for w in self._pending if (w.start_s + w.end_s) / 2 >= to_s]
+            self._forget_committed([])
 
     def boundary_s(self, lo_s: float, hi_s: float, *, min_pause_s: float = 0.3) -> tuple[float, bool] | None:
         """The latest point between two committed words in ``[lo_s, hi_s]``.
@@ -131,13 +138,15 @@ class OverlapMerger:
 
     def update(self, words: Sequence[Word], *, force_before_s: float | None = None, final: bool = False,
                after_prefix: bool = False, confident_before_s: float | None = None,
-               min_probability: float = 1.0) -> MergeStep:
+               min_probability: float = 1.0, heard_until_s: float | None = None) -> MergeStep:
         """Merge one window's hypothesis; return what became final and what is pending.
 
         ``after_prefix``: the decoder was forced through the final text, so every word is new
         (only its times are kept from running back past the commit point). Otherwise words the
         overlap produced again are dropped first. ``confident_before_s``: besides agreement, a
         leading word is final when it ends before this time with at least ``min_probability``.
+        ``heard_until_s``: where this window's audio ends; with ``agreement_span_s``, the
+        hypothesis agreed with is the newest one that heard at least that much less.
         """
         if after_prefix:
             new = list(words)
@@ -161,7 +170,7 @@ class OverlapMerger:
             if not skipped:
                 new = self._restore_squeezed_head(new)
             new = self._restore_inner_skips(skipped + new)
-        agreed = _agreed(self._pending, new)
+        agreed = _agreed(self._reference(heard_until_s), new)
         count = len(new) if final else agreed
         if confident_before_s is not None and not final:
             while count < len(new) and new[count].end_s <= confident_before_s \
@@ -176,7 +185,46 @@ class OverlapMerger:
                 count += 1
         committed = self._commit(new[:count])
         self._pending = new[count:]
+        if heard_until_s is not None and self.agreement_span_s > 0:
+            self._earlier.append((heard_until_s, list(self._pending)))
+            self._prune()
         return MergeStep(tuple(committed), tuple(self._pending), self.commit_s)
+
+    def _reference(self, heard_until_s: float | None) -> list[Word]:
+        """The hypothesis that a new one must agree with: the previous one (LocalAgreement-2),
+        or with ``agreement_span_s`` the newest that heard at least that much less audio.
+
+        Updates may come as fast as the machine decodes, but two hypotheses a quarter second
+        apart hear almost the same audio and agree on a word cut at the end of both ("and
+        graved", "there fore"); the span keeps the evidence what it is at 0.5 s updates while
+        the agreeing hypothesis comes sooner.
+        """
+        if heard_until_s is None or self.agreement_span_s <= 0:
+            return self._pending
+        older = [words for until, words in self._earlier if until <= heard_until_s - self.agreement_span_s + 1e-6]
+        return older[-1] if older else []
+
+    def _forget_committed(self, committed: list[Word]) -> None:
+        """Drop from the earlier hypotheses what is final now, and those the span no longer needs."""
+        if not self._earlier:
+            return
+        kept: list[tuple[float, list[Word]]] = []
+        for until, words in self._earlier:
+            same = _agreed(committed, words) if committed else 0
+            if same == len(committed):
+                words = words[same:]
+            words = [w for w in words if (w.start_s + w.end_s) / 2 >= self.commit_s]
+            kept.append((until, words))
+        self._earlier = kept
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the earlier hypotheses from the newest one a whole span older than the latest on."""
+        if self._earlier:
+            latest = self._earlier[-1][0]
+            old = [i for i, (until, _) in enumerate(self._earlier) if until <= latest - self.agreement_span_s + 1e-6]
+            if old:
+                self._earlier = self._earlier[old[-1]:]
 
     def _restore_squeezed_head(self, new: list[Word]) -> list[Word]:
         """Put back the pending words that the new hypothesis's first word was stretched over.
@@ -246,6 +294,7 @@ class OverlapMerger:
         """End of stream with no audio left to hear: the pending words become final."""
         committed = self._commit(self._pending)
         self._pending = []
+        self._earlier = []
         return MergeStep(tuple(committed), (), self.commit_s)
 
     def _commit(self, words: list[Word]) -> list[Word]:
@@ -257,6 +306,8 @@ class OverlapMerger:
             out.append(word)
             self.committed.append(word)
             self.commit_s = end
+        if out:
+            self._forget_committed(list(words))
         return out
 
     def _drop_already_committed(self, words: list[Word]) -> list[Word]:

@@ -45,6 +45,7 @@ class Preset:
     endpoint_max_silence_s: float = 1.0
     commit_probability: float | None = None
     commit_margin_s: float = 0.4
+    agreement_span_s: float = 0.0
 
     def options(self) -> dict[str, object]:
         """The processor keyword arguments this preset sets."""
