@@ -122,12 +122,16 @@ def plot(report: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for i, s in enumerate(report["streaming"]):
+    placed: list[tuple[float, float]] = []
+    for s in report["streaming"]:
         x, y = s["final_latency_s"]["p50"], s["penalty_en"]
         if x is not None and y is not None:
             ax.scatter([x], [y * 100])
-            # labels stepped down one line each: configurations that land on one point stay legible
-            ax.annotate(s["name"], (x, y * 100), fontsize=7, xytext=(4, 4 - 9 * i), textcoords="offset points")
+            # beside its point; stepped down a line for each point already labelled close by, so
+            # configurations that land on one point stay legible
+            near = sum(abs(x - px) < 0.05 and abs(y * 100 - py) < 0.3 for px, py in placed)
+            ax.annotate(s["name"], (x, y * 100), fontsize=7, xytext=(4, 4 - 9 * near), textcoords="offset points")
+            placed.append((x, y * 100))
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("final latency p50 (s)")
     ax.set_ylabel("WER penalty, streaming − offline (points)")

@@ -58,6 +58,7 @@ class BenchConfig:
     endpoint_max_silence_s: float = 1.0  # the presets' (``Preset``): "base 0.5s" is ``low_latency``
     commit_probability: float | None = None
     commit_margin_s: float = 0.4
+    agreement_span_s: float = 0.0
 
     @classmethod
     def from_preset(cls, preset: str, available: Sequence[str], fallback: str = "base") -> BenchConfig:
@@ -68,14 +69,15 @@ class BenchConfig:
             model = fallback
         return cls(f"preset:{preset}", model, p.chunk_duration, p.overlap_duration, p.beam_size, p.language,
                    p.task, p.initial_prompt, note, p.endpoint_silence_s, p.endpoint_max_silence_s,
-                   p.commit_probability, p.commit_margin_s)
+                   p.commit_probability, p.commit_margin_s, p.agreement_span_s)
 
     def processor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`RealtimeWhisperProcessor` (all but the engine and language)."""
         return {"chunk_duration": self.chunk_duration, "overlap_duration": self.overlap_duration,
                 "beam_size": self.beam_size, "task": self.task, "initial_prompt": self.initial_prompt,
                 "endpoint_silence_s": self.endpoint_silence_s, "endpoint_max_silence_s": self.endpoint_max_silence_s,
-                "commit_probability": self.commit_probability, "commit_margin_s": self.commit_margin_s}
+                "commit_probability": self.commit_probability, "commit_margin_s": self.commit_margin_s,
+                "agreement_span_s": self.agreement_span_s}
 
 
 @dataclass
@@ -396,6 +398,7 @@ def default_configs(available: Sequence[str], *, quick: bool = False) -> list[Be
     # The knobs against each other: update step, the commit rule, the endpoint pause.
     configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (0.3, 1.0, 2.0)]
     configs += [BenchConfig("sweep base 0.5s commit p>=0.9", "base", 0.5, 0.2, commit_probability=0.9),
+                BenchConfig("sweep base 0.25s agreeing over 0.5s", "base", 0.25, 0.2, agreement_span_s=0.5),
                 BenchConfig("sweep base 0.5s endpoint 0.3s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
                             endpoint_max_silence_s=0.3),
                 BenchConfig("sweep base 0.5s endpoint 0.3/1.0s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
