@@ -97,3 +97,14 @@ def test_a_benchmark_server_that_dies_at_start_says_why():
     message = str(caught.value)
     assert "exited with 2" in message
     assert "model 'no-such-model' not found" in message
+
+
+def test_a_benchmark_server_keeps_its_output_until_stopped():
+    from rtwhisper.bench.realtime import start_server
+
+    server = start_server("tiny.en", timeout_s=120)
+    try:
+        assert server.log is not None and not server.log.closed
+    finally:
+        server.stop()
+    assert server.log.closed and server.process.returncode is not None

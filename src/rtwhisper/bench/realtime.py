@@ -28,7 +28,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -44,6 +44,8 @@ class Server:
 
     process: subprocess.Popen[bytes]
     port: int
+    log: IO[bytes] | None = None
+    """Where its output goes (closed with :meth:`stop`)."""
 
     @property
     def url(self) -> str:
@@ -64,6 +66,8 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        if self.log is not None:
+            self.log.close()
 
 
 def free_port() -> int:
@@ -94,10 +98,11 @@ def start_server(model: str, *, preset: str | None = None, extra: list[str] | No
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
                 if response.status == 200:
-                    return Server(process, port)
+                    return Server(process, port, log)
         except OSError:
             time.sleep(0.3)
     process.kill()
+    log.close()
     raise RuntimeError(f"rtwhisper serve did not answer on port {port} within {timeout_s:g} s")
 
 
