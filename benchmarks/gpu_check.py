@@ -30,6 +30,7 @@ import numpy as np
 
 from rtwhisper import RealtimeWhisperProcessor
 from rtwhisper.bench.realtime import batching_ratio, realtime_run
+from rtwhisper.bench.simulate import load_manifest
 from rtwhisper.engine import WhisperEngine
 from rtwhisper.metrics import wer
 
@@ -43,13 +44,9 @@ def load(path: Path) -> np.ndarray:
 
 def reference(audio_dir: Path, name: str) -> str | None:
     """The file's transcript from a ``manifest.jsonl`` beside it (as in the shared audio folder), if there is one."""
-    manifest = audio_dir / "manifest.jsonl"
-    if not manifest.is_file():
+    if not (audio_dir / "manifest.jsonl").is_file():
         return None
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        if line.strip() and Path(json.loads(line)["path"]).name == name:
-            return str(json.loads(line)["text"])
-    return None
+    return next((str(e["text"]) for e in load_manifest(audio_dir) if Path(e["path"]).name == name), None)
 
 
 def stream(engine: WhisperEngine, audio: np.ndarray) -> tuple[str, float]:

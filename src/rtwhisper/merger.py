@@ -50,6 +50,12 @@ def _has_hangul(text: str) -> bool:
                for ch in text)
 
 
+def _heard_after(words: Sequence[Word], time_s: float) -> list[Word]:
+    """The words whose middle lies at or after ``time_s``: those a commit point there leaves open
+    (the midpoint rule, tolerant of timestamp jitter)."""
+    return [w for w in words if (w.start_s + w.end_s) / 2 >= time_s]
+
+
 def _agreed(previous: Sequence[Word], current: Sequence[Word]) -> int:
     """How many leading words of ``current`` the ``previous`` hypothesis agrees with (LocalAgreement).
 
@@ -109,7 +115,7 @@ class OverlapMerger:
         """Move the commit point over audio that holds no words (silence, noise)."""
         if to_s > self.commit_s:
             self.commit_s = to_s
-            self._pending = [w for w in self._pending if (w.start_s + w.end_s) / 2 >= to_s]
+            self._pending = _heard_after(self._pending, to_s)
             self._forget_committed([])
 
     def boundary_s(self, lo_s: float, hi_s: float, *, min_pause_s: float = 0.3) -> tuple[float, bool] | None:
@@ -210,11 +216,10 @@ class OverlapMerger:
             return
         kept: list[tuple[float, list[Word]]] = []
         for until, words in self._earlier:
-            same = _agreed(committed, words) if committed else 0
+            same = _agreed(committed, words)
             if same == len(committed):
                 words = words[same:]
-            words = [w for w in words if (w.start_s + w.end_s) / 2 >= self.commit_s]
-            kept.append((until, words))
+            kept.append((until, _heard_after(words, self.commit_s)))
         self._earlier = kept
         self._prune()
 
@@ -307,12 +312,12 @@ class OverlapMerger:
             self.committed.append(word)
             self.commit_s = end
         if out:
-            self._forget_committed(list(words))
+            self._forget_committed(words)
         return out
 
     def _drop_already_committed(self, words: list[Word]) -> list[Word]:
         commit = self.commit_s
-        words = [w for w in words if (w.start_s + w.end_s) / 2 >= commit]
+        words = _heard_after(words, commit)
         if not self.committed or not words:
             return words
         last = normalize_word(self.committed[-1].text)
