@@ -108,3 +108,17 @@ def test_a_benchmark_server_keeps_its_output_until_stopped():
     finally:
         server.stop()
     assert server.log.closed and server.process.returncode is not None
+
+
+def test_serve_no_decode_ahead_reaches_the_scheduler():
+    import urllib.request
+
+    from rtwhisper.bench.realtime import start_server
+
+    server = start_server("tiny.en", extra=["--no-decode-ahead"], timeout_s=120)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=10) as response:
+            health = json.loads(response.read())
+    finally:
+        server.stop()
+    assert health["decode_ahead"] is False and health["model"] == "tiny.en"

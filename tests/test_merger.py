@@ -2,7 +2,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtwhisper.events import Word
-from rtwhisper.merger import OverlapMerger, drop_hallucinated_tail, normalize_word
+from rtwhisper.merger import OverlapMerger, drop_hallucinated_tail, normalize_word, repeated_head
 
 
 def w(text, a, b):
@@ -249,3 +249,14 @@ def test_agreement_over_a_span_waits_for_a_hypothesis_that_heard_half_a_second_l
     # Agreeing only with a hypothesis that heard at least 0.5 s less, "and" is never final, and
     # the words after the commit point still find their earlier hypothesis ("relief").
     assert _final_words(OverlapMerger(agreement_span_s=0.5)) == ["engraved", "in", "relief"]
+
+
+def test_repeated_head_counts_the_words_that_spell_the_final_text_again():
+    def words(*texts):
+        return [Word(" " + t, i * 0.3, i * 0.3 + 0.25) for i, t in enumerate(texts)]
+
+    assert repeated_head(words("Ask", "not."), words("ask", "not", "what", "your")) == 2
+    assert repeated_head(words("했다"), words("했", "다", "그리고")) == 2  # Korean spacing differs
+    assert repeated_head(words("Ask", "not."), words("Ask", "what")) == 0  # only part of it: none
+    assert repeated_head(words("할"), words("할수", "있다")) == 0  # the word runs on past it
+    assert repeated_head(words("there"), words("therefore")) == 0

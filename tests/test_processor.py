@@ -15,6 +15,7 @@ from rtwhisper import (
     StreamClosedError,
     Word,
 )
+from rtwhisper import processor as processor_module
 from rtwhisper.engine import Hypothesis
 from rtwhisper.presets import KOREAN_PROMPT
 
@@ -219,9 +220,9 @@ def test_flush_makes_everything_final_and_the_stream_goes_on():
 
 def test_scheduler_interface_one_request_at_a_time():
     proc, engine = proc_for(WORDS, chunk_duration=1.0)
-    proc.feed(ramp(3.0))
+    proc.feed(ramp(2.9))
     request = proc.next_request()
-    # due: the 1 s grid up to what the VAD has heard (whole 32 ms frames: 2.976 s)
+    # due: the 1 s grid up to the audio fed
     assert request is not None and request.duration_s == pytest.approx(2.0)
     assert proc.next_request() is None  # the first must be applied before the next is due
     with pytest.raises(RuntimeError, match="apply"):
@@ -230,6 +231,81 @@ def test_scheduler_interface_one_request_at_a_time():
     assert events and proc.next_request() is None  # nothing more due before 3.0 s
     with pytest.raises(RuntimeError, match="without a request"):
         proc.apply(Hypothesis(()))
+
+
+def test_a_window_is_due_at_its_grid_point_not_a_block_later():
+    # 0.5 s fed in 0.1 s blocks: the VAD has heard 15 whole 32 ms frames (0.48 s). The window
+    # to 0.5 s is due now; waiting for the VAD's 16th frame put every update 0.1 s late.
+    proc, _ = proc_for(WORDS, chunk_duration=0.5)
+    audio = ramp(0.5)
+    for i in range(0, len(audio), 1600):
+        proc.feed(audio[i:i + 1600])
+    request = proc.next_request()
+    assert request is not None and request.duration_s == pytest.approx(0.5)
+
+
+def test_a_scheduler_may_have_the_next_update_decoded_ahead():
+    proc, engine = proc_for(WORDS, chunk_duration=0.25, agreement_span_s=0.5)
+    audio = ramp(3.0)
+    proc.feed(audio[:16000])
+    first = proc.next_request()
+    assert first is not None and first.duration_s == pytest.approx(1.0)
+    assert proc.next_request(ahead=True) is None  # no new audio past the window in flight
+    proc.feed(audio[16000:20000])
+    second = proc.next_request(ahead=True)
+    assert proc.next_request() is None  # a plain request waits for the first to be applied
+    # the next grid step past the one in flight, from the same start, with the same final text
+    assert second is not None and second.duration_s == pytest.approx(1.25)
+    assert second.options.prefix == first.options.prefix
+    proc.feed(audio[20000:24000])
+    assert proc.next_request(ahead=True) is None  # one ahead at most
+    answers = engine.transcribe_batch([first, second])
+    events = proc.apply(answers[0]) + proc.apply(answers[1])
+    shown = [w.text.strip() for w in events[-1].words]  # the newest partial: every word heard, once
+    assert [w.text.strip() for e in events if e.is_final for w in e.words] + shown == ["w0", "w1"]
+    assert proc.next_request() is not None  # both applied, in order: the stream goes on
+
+
+def drive_ahead(proc, engine, audio, block=1600):
+    """Stream ``audio`` with two decodes in flight whenever possible, the oldest applied one block later.
+
+    The engine answers each request when it is made, from the final text of that moment: a
+    window that went ahead hears, without a prefix, what the one before it makes final.
+    """
+    events, flight = [], []
+    for i in range(0, len(audio), block):
+        proc.feed(audio[i:i + block])
+        while flight and len(flight) > 1:
+            events += proc.apply(flight.pop(0))
+        request = proc.next_request(ahead=bool(flight))
+        if request is not None:
+            flight.append(engine.transcribe_batch([request])[0])
+        events += proc.take_events()
+    while flight:
+        events += proc.apply(flight.pop(0))
+    return events + proc.finish()
+
+
+@pytest.mark.parametrize("jitter_s", [0.0, 0.08])
+def test_updates_decoded_ahead_lose_and_repeat_no_word(jitter_s, monkeypatch):
+    repeats, original = [], processor_module.repeated_head
+
+    def recorded(final, words):
+        repeats.append(original(final, words))
+        return repeats[-1]
+
+    monkeypatch.setattr(processor_module, "repeated_head", recorded)
+    words = [Word(f" w{i}", 0.3 + i * 0.3, 0.3 + i * 0.3 + 0.25) for i in range(30)]  # no pause: no endpoint
+    engine = TimelineEngine(words, jitter_s=jitter_s, seed=3)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), chunk_duration=0.25,
+                                    agreement_span_s=0.5)
+    events = drive_ahead(proc, engine, ramp(10.0))
+    finals = [w.text.strip() for e in events if e.is_final for w in e.words]
+    assert finals == [w.text.strip() for w in words]
+    # windows went ahead with a prefix that the one before them outdated: they heard the words
+    # it made final again, without a prefix, and those were taken off by text
+    assert repeats and all(n > 0 for n in repeats)
+    assert events[-1].end_s == pytest.approx(10.0)
 
 
 class ShrinkingEngine:

@@ -82,6 +82,58 @@ def test_quarter_second_updates_agreeing_over_half_a_second_keep_the_words(base_
     assert proc.updates > len(audio) / 16000 / 0.5  # more updates than 0.5 s updates would make
 
 
+def test_updates_decoded_ahead_on_a_spare_worker_keep_the_words(base_engine, manifest):
+    """A lone stream on two scheduler workers: its next 0.25 s update is decoded while the one
+    before it still runs (fed at twice real time, every decode outlasts a step), and a window
+    that went ahead hears again, without a prefix, the words the one before it made final."""
+    import threading
+    import time
+
+    from rtwhisper.engine.scheduler import Scheduler
+
+    audio = load_wav("en/jfk.wav")
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine, chunk_duration=0.25,
+                                                agreement_span_s=0.5)
+    asked = proc.next_request
+    ahead = []
+
+    def counted(**kwargs):
+        request = asked(**kwargs)
+        ahead.append(bool(kwargs.get("ahead") and request is not None))
+        return request
+
+    proc.next_request = counted  # type: ignore[method-assign]
+    events, closed = [], threading.Event()
+    scheduler = Scheduler(base_engine, workers=2, max_batch=1, batch_wait_s=0.0, max_delay_s=60, max_lag_s=60)
+    try:
+        handle = scheduler.open(proc, events.extend, lambda reason: closed.set())
+        for i in range(0, len(audio), 1600):
+            handle.feed(audio[i:i + 1600])
+            time.sleep(0.05)
+        handle.finish()
+        assert closed.wait(120)
+    finally:
+        scheduler.shutdown()
+    text = final_text(events)
+    reference = manifest["en/jfk.wav"]["text"]
+    assert normalize_text(text) == normalize_text(reference), text
+    assert sum(ahead) >= 3, sum(ahead)
+    words = [w for e in events if e.is_final for w in e.words]
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in itertools.pairwise(words))
+
+
+def test_a_processor_made_by_name_decodes_as_one_server_worker_does():
+    """Its engine's threads are one default server worker's share (1 on 2 cores: a streaming
+    update of base took 328 ms with one thread and 439 ms with two)."""
+    import os
+
+    proc = RealtimeWhisperProcessor("tiny.en", device="cpu")
+    cores = len(os.sched_getaffinity(0))
+    assert proc.engine.cpu_threads == max(1, cores // min(2, cores))  # type: ignore[attr-defined]
+    events = stream(proc, load_wav("en/jfk.wav"))
+    assert "country" in final_text(events).lower()
+
+
 def test_windows_are_padded_with_silence_as_whisper_pads_them():
     """Past a window's audio the encoder hears what OpenAI's Whisper feeds it: the log-mel of zeros."""
     from faster_whisper.feature_extractor import FeatureExtractor

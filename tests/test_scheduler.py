@@ -256,7 +256,7 @@ def test_streams_are_fed_while_a_batch_is_on_the_engine():
         # engine was still busy with the first batch; they wait for it, and then go together.
         assert wait_until(lambda: all(h._due is not None and not h._inbox for h in others))
         assert not engine.gate.is_set() and engine.started == [1]
-        assert all(h._due is not None and h._due.duration_s >= 2.0 for h in others)
+        assert all(h._due is not None and h._due.request.duration_s >= 2.0 for h in others)
         engine.gate.set()
         assert wait_until(lambda: len(engine.started) >= 2) and engine.started[1] == 2
         for h, sent in zip([busy, *others], (16000, 48000, 48000), strict=True):
@@ -293,4 +293,70 @@ def test_workers_run_that_many_engine_calls_at_once(workers):
         assert engine.most_at_once == workers
     finally:
         engine.gate.set()
+        scheduler.shutdown()
+
+
+class CountingEngine(SlowEngine):
+    """A slow engine that counts how many calls run at once."""
+
+    def __init__(self, words, per_batch_s):
+        super().__init__(words, per_batch_s=per_batch_s)
+        self.running = 0
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def transcribe_batch(self, requests):
+        with self._lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            return super().transcribe_batch(requests)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+class AheadCounting(RealtimeWhisperProcessor):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ahead = 0
+
+    def next_request(self, *, ahead=False):
+        request = super().next_request(ahead=ahead)
+        self.ahead += bool(ahead and request is not None)
+        return request
+
+
+def stream_fast(handles, seconds, speed):
+    audio = ramp(seconds)
+    for i in range(0, len(audio), 1600):
+        for h in handles:
+            h.feed(audio[i:i + 1600])
+        time.sleep(0.1 / speed)
+    for h in handles:
+        h.finish()
+
+
+@pytest.mark.parametrize(("streams", "decode_ahead", "goes_ahead"),
+                         [(1, True, True), (1, False, False), (2, True, False)])
+def test_a_spare_worker_decodes_a_lone_streams_next_update_ahead(streams, decode_ahead, goes_ahead):
+    # Decodes (0.12 s) outlast the update step (0.25 s of audio every 0.083 s at 3x real time).
+    # A lone stream on two workers has its next update decoded while the one before is still
+    # running; with as many streams as workers, or decode_ahead off, one at a time.
+    engine = CountingEngine(WORDS, per_batch_s=0.12)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, workers=2, decode_ahead=decode_ahead,
+                          max_delay_s=60, max_lag_s=60)
+    try:
+        collectors = [Collector() for _ in range(streams)]
+        procs = [AheadCounting(engine=engine, vad=TimelineVad(WORDS), chunk_duration=0.25, agreement_span_s=0.5)
+                 for _ in collectors]
+        handles = [scheduler.open(p, c.on_events, c.on_close) for p, c in zip(procs, collectors, strict=True)]
+        stream_fast(handles, 6.0, speed=3.0)
+        for c in collectors:
+            assert c.closed.wait(30) and c.reason is None
+            assert c.words == [w.text.strip() for w in WORDS]  # in order, none lost or repeated
+        assert all((p.ahead > 0) == goes_ahead for p in procs)
+        if streams == 1:
+            assert engine.most_at_once == (2 if goes_ahead else 1)
+    finally:
         scheduler.shutdown()

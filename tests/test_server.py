@@ -202,6 +202,7 @@ def test_health_reports_workers_from_the_machine(server):
     health = httpx.get(server.url + "/health").json()
     assert health["device"] == "cpu" and health["workers"] == min(2, cores)
     assert health["cpu_threads"] == max(1, cores // health["workers"])
+    assert health["decode_ahead"] is True
 
 
 def test_fast_sender_gets_lag_reports_and_every_word(server):

@@ -16,6 +16,7 @@ import numpy as np
 
 from .audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS
 from .engine import COMPUTE_TYPES, DEVICES, TASKS
+from .engine.ctranslate2 import default_cpu_threads
 from .errors import ConfigError, RtWhisperError
 from .events import TranscriptEvent
 from .presets import PRESETS
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CTranslate2 threads on the CPU per worker (0: the cores divided among the workers)")
     p.add_argument("--workers", type=int, default=0, metavar="N",
                    help="engine calls that run at once, each on its share of the cores (0: 2 on a CPU, 1 on a GPU)")
+    p.add_argument("--no-decode-ahead", dest="decode_ahead", action="store_false",
+                   help="decode each stream's updates one at a time, even with a worker to spare "
+                        "(by default a lone stream's next update starts while the one before runs)")
     p.add_argument("--max-delay", type=_positive_float, default=1.0, metavar="S",
                    help="refuse new streams while due windows wait longer than this (1.0)")
     p.add_argument("--idle-timeout", type=_positive_float, default=60.0, metavar="S",
@@ -152,10 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _processor(args: argparse.Namespace) -> Any:
+def _processor(args: argparse.Namespace, **overrides: Any) -> Any:
     from .processor import RealtimeWhisperProcessor
 
-    overrides: dict[str, Any] = {}
     for option, name in (("model", "model_name"), ("language", "language"), ("task", "task"),
                          ("chunk", "chunk_duration"), ("overlap", "overlap_duration"), ("beam_size", "beam_size"),
                          ("device", "device"), ("compute_type", "compute_type"),
@@ -306,7 +309,8 @@ def _run(args: argparse.Namespace) -> int:
                 source = FileSource(_input_path(args), realtime=args.realtime)
                 if not args.realtime:
                     progress = _Progress(source.duration_s, screen_in_use=args.format == "text" and out.isatty())
-            proc = _processor(args)
+            # A whole file decodes 30 s windows with every core; a stream, one worker's share.
+            proc = _processor(args, cpu_threads=default_cpu_threads()) if progress is not None else _processor(args)
             events: Iterator[TranscriptEvent]
             if progress is not None and hasattr(proc.engine, "iter_file"):
                 events = _whole_file(source, proc, args)
@@ -368,6 +372,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_frame_bytes=args.max_frame_kb * 1024, max_upload_bytes=args.max_upload_mb << 20,
         max_upload_s=args.max_upload_s, stall_flush_s=args.stall_flush, max_batch=args.max_batch,
         max_delay_s=args.max_delay, cpu_threads=args.cpu_threads, workers=args.workers,
+        decode_ahead=args.decode_ahead,
         idle_timeout_s=args.idle_timeout,
         max_backlog_s=args.max_backlog,
         api_key=args.api_key or os.environ.get("RTWHISPER_API_KEY") or None,

@@ -83,6 +83,14 @@ def _agreed(previous: Sequence[Word], current: Sequence[Word]) -> int:
     return agreed
 
 
+def repeated_head(final: Sequence[Word], words: Sequence[Word]) -> int:
+    """How many leading ``words`` spell out ``final`` exactly (0 unless all of it, by
+    :func:`normalize_word` keys and, for Hangul, whatever the spacing)."""
+    same = _agreed(final, words)
+    spelled = "".join(normalize_word(w.text) for w in words[:same])
+    return same if same and spelled == "".join(normalize_word(w.text) for w in final) else 0
+
+
 @dataclass(frozen=True)
 class MergeStep:
     """What one window changed: newly final words, and the words still pending."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -50,14 +51,15 @@ from .engine import (
     Engine,
     Hypothesis,
     shared_engine,
+    streaming_cpu_threads,
     validate_language,
 )
 from .errors import ConfigError, StreamClosedError
 from .events import TranscriptEvent, Word, join_words
-from .merger import SENTENCE_ENDS, OverlapMerger, drop_hallucinated_tail, normalize_word
+from .merger import SENTENCE_ENDS, OverlapMerger, drop_hallucinated_tail, normalize_word, repeated_head
 from .models import resolve_model
 from .presets import get_preset
-from .vad import FRAME_SAMPLES, Endpointer, SileroVad, SpeechDetector, Utterance
+from .vad import FRAME_S, FRAME_SAMPLES, Endpointer, SileroVad, SpeechDetector, Utterance
 
 FINAL_CONTEXT_WORDS = 64
 """Final words a hypothesis is checked against for a loop back through them (a window's forced
@@ -103,13 +105,21 @@ the full 30 s input as the offline pipeline uses, hears it."""
 UpdateKind = Literal["update", "endpoint", "flush", "last"]
 
 
+AHEAD_REQUESTS = 1
+"""Windows a scheduler may have on the engine beyond the first (``next_request(ahead=True)``).
+
+One: two decodes of a stream at once fill the two workers of a 2-core machine, and a third
+would only queue behind them."""
+
+
 @dataclass(frozen=True)
 class _Update:
-    """A window that is due, and why."""
+    """A window that is due, and why; ``committed`` counts the final words when it was made."""
 
     window: Window
     kind: UpdateKind
     request: DecodeRequest
+    committed: int
 
 
 class RealtimeWhisperProcessor:
@@ -120,7 +130,9 @@ class RealtimeWhisperProcessor:
     :mod:`rtwhisper.chunker`). ``engine`` lets many processors share one loaded model; by
     default processors with the same model, device and compute type share one anyway.
     Input format: ``sample_rate`` (resampled to 16 kHz), ``channels`` (downmixed), and
-    ``bytes_format`` for bytes (``"f32le"`` or ``"s16le"``).
+    ``bytes_format`` for bytes (``"f32le"`` or ``"s16le"``). ``cpu_threads``: CTranslate2's
+    threads per decode on a CPU (0: one server worker's share of the cores, 1 on 2 cores —
+    :func:`~rtwhisper.engine.ctranslate2.streaming_cpu_threads` says why).
 
     Latency knobs: ``endpoint_silence_s`` and ``endpoint_max_silence_s`` (pauses that end an
     utterance after a finished sentence and after an unfinished phrase), ``commit_probability``
@@ -189,7 +201,8 @@ class RealtimeWhisperProcessor:
         self.bytes_format = bytes_format
         if engine is None:
             engine = shared_engine(
-                resolve_model(model_name), device=device, compute_type=compute_type, cpu_threads=cpu_threads
+                resolve_model(model_name), device=device, compute_type=compute_type,
+                cpu_threads=cpu_threads or streaming_cpu_threads()
             )
         if getattr(engine, "multilingual", True) is False and (language not in (None, "en") or task == "translate"):
             raise ConfigError(
@@ -221,7 +234,7 @@ class RealtimeWhisperProcessor:
         self._failed_updates = 0  # interim decodes in a row that failed Whisper's thresholds
         self._partial_text = ""
         self._utterance_has_text = False
-        self._inflight: _Update | None = None
+        self._inflight: deque[_Update] = deque()  # requests handed out, oldest first
         self._ready: list[TranscriptEvent] = []
         self._detected: tuple[str | None, float | None] = (language, None)  # locked language
         self._guess: tuple[str | None, float | None] = (language, None)  # latest detection
@@ -323,7 +336,7 @@ class RealtimeWhisperProcessor:
         stream): the last words do not wait for more audio or the end of the stream.
         """
         events = self.results()
-        if self._finished or self._inflight is not None:
+        if self._finished or self._inflight:
             return events
         available_s = self._available / SAMPLE_RATE
         if available_s > self._last_end_s + 1e-9 and self._has_new_speech(available_s):
@@ -340,7 +353,7 @@ class RealtimeWhisperProcessor:
         """
         if self._finished:
             return []
-        if self._inflight is not None:
+        if self._inflight:
             raise RuntimeError("finish() while a request from next_request() awaits apply()")
         self._ingest(final=True)
         events = self.results()
@@ -372,18 +385,22 @@ class RealtimeWhisperProcessor:
 
     # -- the scheduler's interface --------------------------------------------------------
 
-    def next_request(self) -> DecodeRequest | None:
+    def next_request(self, *, ahead: bool = False) -> DecodeRequest | None:
         """The window due for recognition, as an engine request, or ``None`` if none is due.
 
-        Only one request is out at a time: until :meth:`apply` gets its hypothesis, this
-        returns ``None``.
+        One request is out at a time: until :meth:`apply` gets its hypothesis, this returns
+        ``None`` — unless ``ahead``: a scheduler with an idle worker may then have the next
+        plain update (the next grid step past the window in flight) decoded at the same time,
+        up to ``AHEAD_REQUESTS`` of them. :meth:`apply` takes the hypotheses in the order of
+        the requests. A decode lasts about as long as a step on a loaded CPU (0.2–0.3 s for
+        ``base`` on 2 cores against 0.25 s updates), so one at a time leaves the second core
+        idle and the update that would confirm a word waits for the one before it.
         """
-        if self._finished or self._inflight is not None:
+        if self._finished:
             return None
-        self._ingest()
-        horizon = self._available / SAMPLE_RATE
-        if self._detector is not None:
-            horizon = min(horizon, self._endpointer.now_s)
+        if self._inflight:
+            return self._next_ahead() if ahead else None
+        horizon = self._horizon_s()
         chunk = self.config.chunk_duration
         while True:
             endpoint = self._next_endpoint(horizon)
@@ -415,12 +432,45 @@ class RealtimeWhisperProcessor:
                 continue
             return self._make_update(window, "update").request
 
+    def _horizon_s(self) -> float:
+        """Take in the audio fed so far; how far a window may reach.
+
+        Voice activity is known in whole Silero frames (32 ms), and the audio past the last
+        one waits for the next block; a window may still take it in. Stopping at the last
+        whole frame put nearly every grid point (0.5 s is 15.6 frames) one fed block late —
+        0.1 s of every word's latency with 0.1 s blocks.
+        """
+        self._ingest()
+        horizon = self._available / SAMPLE_RATE
+        if self._detector is not None:
+            horizon = min(horizon, self._endpointer.now_s + FRAME_S)
+        return horizon
+
+    def _next_ahead(self) -> DecodeRequest | None:
+        """A plain update after the windows in flight, or ``None``.
+
+        Only updates go ahead: an endpoint, a skipped pause or a stream's end waits for the
+        hypotheses in flight, which decide it.
+        """
+        if len(self._inflight) > AHEAD_REQUESTS or self._inflight[-1].kind != "update":
+            return None
+        horizon = self._horizon_s()
+        if self._next_endpoint(horizon) is not None:
+            return None
+        last_end_s = self._inflight[-1].window.end_s
+        window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=last_end_s, available_s=horizon,
+                                           final=False)
+        if window is None or not self._has_new_speech(window.end_s) or any(
+                u.ended_s is not None and last_end_s < u.ended_s <= window.end_s
+                for u in self._endpointer.utterances):
+            return None  # silence, or an utterance's end inside it: the window in flight decides first
+        return self._make_update(window, "update").request
+
     def apply(self, hypothesis: Hypothesis) -> list[TranscriptEvent]:
         """Turn the engine's answer to :meth:`next_request`'s request into events."""
-        update = self._inflight
-        if update is None:
+        if not self._inflight:
             raise RuntimeError("apply() without a request from next_request()")
-        self._inflight = None
+        update = self._inflight.popleft()
         self.updates += 1
         window = update.window
         if not hypothesis.passed and update.kind == "update" and not update.request.options.thorough:
@@ -445,16 +495,25 @@ class RealtimeWhisperProcessor:
         words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words, update.request)]
         words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
                                        timed=self.task == "transcribe",
-                                       final=self._merger.committed[-FINAL_CONTEXT_WORDS:])
+                                       final=self._merger.committed[
+                                           max(0, update.committed - FINAL_CONTEXT_WORDS):update.committed])
         self._last_end_s = max(self._last_end_s, window.end_s)
         events = self.take_events()
         closing = update.kind != "update"
         confident = self.commit_probability is not None and self.task == "transcribe"
+        # Without a prefix, a window that starts before the commit point hears final words
+        # again (a window pushed past its anchor by the maximum length): the merger drops them.
+        committed = self._merger.committed
+        last_end_s = committed[update.committed - 1].end_s if update.committed else 0.0
+        after_prefix = bool(update.request.options.prefix) or window.start_s >= last_end_s - 1e-6
+        if len(committed) > update.committed:
+            # The window went ahead while the one before it was decoded, and that one made these
+            # words final: the decoder was not forced through them and heard them again. Taken
+            # off by text; spelled differently, the merger drops them by time and text.
+            repeated = repeated_head(committed[update.committed:], words)
+            words, after_prefix = (words[repeated:], after_prefix) if repeated else (words, False)
         step = self._merger.update(
-            # Without a prefix, a window that starts before the commit point hears final
-            # words again (a window pushed past its anchor by the maximum length): drop them.
-            words, final=closing,
-            after_prefix=bool(update.request.options.prefix) or window.start_s >= self._last_word_end_s() - 1e-6,
+            words, final=closing, after_prefix=after_prefix,
             confident_before_s=window.end_s - self.commit_margin_s if confident else None,
             min_probability=1.0 if self.commit_probability is None else self.commit_probability,
             force_before_s=self._next_window_start_s(window), heard_until_s=window.end_s)
@@ -609,8 +668,8 @@ class RealtimeWhisperProcessor:
                 (window.end_s - self._merger.commit_s) * MAX_TOKENS_PER_SECOND) + 8,
             thorough=kind != "update" or self._failed_updates > 0,
         )
-        update = _Update(window, kind, DecodeRequest(audio, options))
-        self._inflight = update
+        update = _Update(window, kind, DecodeRequest(audio, options), len(self._merger.committed))
+        self._inflight.append(update)
         return update
 
     def _context(self, window_start_s: float) -> tuple[str | None, str | None]:

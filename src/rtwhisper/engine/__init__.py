@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from .ctranslate2 import WhisperEngine
+from .ctranslate2 import WhisperEngine, streaming_cpu_threads
 from .cuda import COMPUTE_TYPES, DEVICES, CudaUnavailableError, resolve_compute_type
 from .interface import (
     MAX_TOKENS_PER_SECOND,
@@ -42,6 +42,7 @@ __all__ = [
     "WhisperEngine",
     "resolve_compute_type",
     "shared_engine",
+    "streaming_cpu_threads",
     "validate_language",
 ]
 

@@ -440,6 +440,18 @@ def default_cpu_threads(num_workers: int = 1) -> int:
     return max(1, available_cores() // max(1, num_workers))
 
 
+def streaming_cpu_threads() -> int:
+    """CPU threads for the decodes of one stream that has the engine to itself: what one of the
+    server's default workers gets (:func:`default_workers`), 1 on 2 cores.
+
+    A streaming window's decoder steps multiply small matrices, which intra-op threads slow
+    down: one `base` stream on 2 cores (the long LJ file's first 60 s, one decode at a time)
+    took 328 ms an update with one thread and 439 ms with two (generate 129 → 245 ms; the
+    encoder gained nothing). Whole files, whose 30 s windows are large, keep every core.
+    """
+    return default_cpu_threads(min(2, available_cores()))
+
+
 def default_workers(device: str) -> int:
     """Engine calls to run at once when the server is not told: 2 on a CPU with 2 cores or more, else 1.
 

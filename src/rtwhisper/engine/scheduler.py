@@ -6,10 +6,12 @@ for its due window (``next_request()``), hands up to ``max_batch`` of them as on
 to one of its ``workers`` engine threads — earliest due first, so no stream waits behind
 another twice — and, when the call returns, hands each stream its events (``apply()``).
 With two workers, two batches run at once on the engine's two CTranslate2 replicas (which
-share the weights), each on its share of the cores. While the workers compute, the
-scheduler thread goes on feeding the streams. Front ends (the server, the threaded runner)
-only call :meth:`StreamHandle.feed`, :meth:`StreamHandle.flush` and :meth:`StreamHandle.finish` from
-any thread and receive events through a callback.
+share the weights), each on its share of the cores; with fewer streams than workers, a
+stream's next update goes to the spare worker while the one before it still runs
+(``decode_ahead``). While the workers compute, the scheduler thread goes on feeding the
+streams. Front ends (the server, the threaded runner) only call :meth:`StreamHandle.feed`,
+:meth:`StreamHandle.flush` and :meth:`StreamHandle.finish` from any thread and receive events
+through a callback.
 
 Overload is handled in three steps, each visible:
 
@@ -61,11 +63,20 @@ CloseSink = Callable[[str | None], None]
 """Called once when a stream ends: ``None`` after ``finish()``, else why it was closed."""
 
 
+@dataclass(eq=False)
+class _Ticket:
+    """One request of a stream: due since when, and its hypothesis once the engine answered."""
+
+    request: DecodeRequest
+    due_since: float
+    hypothesis: Hypothesis | None = None
+
+
 class _Done(NamedTuple):
-    """An engine call that came back: its streams and requests, and its hypotheses or its error."""
+    """An engine call that came back: its streams and tickets, and its hypotheses or its error."""
 
     batch: list[StreamHandle]
-    requests: list[DecodeRequest]
+    tickets: list[_Ticket]
     hypotheses: list[Hypothesis] | None
     error: Exception | None
     started_s: float
@@ -110,9 +121,8 @@ class StreamHandle:
     _flush: bool = False
     _finish: bool = False
     _closed: bool = False
-    _due: DecodeRequest | None = None
-    _due_since: float = 0.0
-    _running: bool = False  # its window is on an engine worker
+    _due: _Ticket | None = None  # a request waiting for a worker
+    _sent: deque[_Ticket] = field(default_factory=deque)  # requests on the engine, applied in this order
     _reported_s: float = 0.0  # heard_until_s at the last delivery
     received_s: float = 0.0
     """Audio handed to :meth:`feed`, in seconds (at the processor's input rate)."""
@@ -149,6 +159,11 @@ class StreamHandle:
         """Audio received but not yet dealt with, beyond one update's worth: how far behind it is."""
         return max(0.0, self.received_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
 
+    @property
+    def _busy(self) -> bool:
+        """Whether a request of the stream is waiting or on the engine."""
+        return self._due is not None or bool(self._sent)
+
 
 class Scheduler:
     """Serves many processors from one engine: a thread for the streams, ``workers`` for the engine.
@@ -156,12 +171,14 @@ class Scheduler:
     ``max_batch`` windows go in one engine call at most; ``batch_wait_s`` is how long a due
     window may wait for others to join it (WhisperLive waits 50 ms; on a CPU batching gains
     little, so the default is short). ``workers`` engine calls may run at once (give the
-    engine as many CTranslate2 workers). ``max_streams`` is a hard cap.
+    engine as many CTranslate2 workers). ``max_streams`` is a hard cap. ``decode_ahead``: a
+    worker that no stream can need decodes a stream's next update while its previous one is
+    still on the engine (``next_request(ahead=True)``), so that a lone stream uses both cores.
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 8, batch_wait_s: float = 0.02, max_delay_s: float = 1.0,
                  max_lag_s: float = 10.0, max_streams: int = 64, load_window_s: float = 10.0, workers: int = 1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 decode_ahead: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if workers < 1:
@@ -173,6 +190,7 @@ class Scheduler:
         self.max_lag_s = max_lag_s
         self.max_streams = max_streams
         self.load_window_s = load_window_s
+        self.decode_ahead = decode_ahead
         self.clock = clock
         self._cond = threading.Condition()
         self._streams: dict[int, StreamHandle] = {}
@@ -270,6 +288,8 @@ class Scheduler:
                 self._apply(call)
             for handle in streams:
                 self._advance(handle)
+            if self.decode_ahead:
+                self._go_ahead(streams)
             if self._in_flight < self.workers:
                 batch = self._choose()
                 if batch:
@@ -281,8 +301,7 @@ class Scheduler:
             return True
         worker_free = self._in_flight < self.workers
         # A stream with a window on the engine keeps its flush or finish for after it.
-        return any(h._inbox or (h._due is None and (h._flush or h._finish))
-                   or (worker_free and h._due is not None and not h._running)
+        return any(h._inbox or (not h._busy and (h._flush or h._finish)) or (worker_free and h._due is not None)
                    for h in self._streams.values())
 
     def _advance(self, handle: StreamHandle) -> None:
@@ -297,7 +316,7 @@ class Scheduler:
         try:
             for block in blocks:
                 proc.feed(block)
-            if handle._due is None:
+            if not handle._busy:
                 if finish:
                     self._deliver(handle, self._timed(handle, proc.finish))
                     self._drop(handle, reason=None, notify=True)
@@ -306,7 +325,7 @@ class Scheduler:
                     self._deliver(handle, self._timed(handle, proc.flush), progress=True)
                 request = proc.next_request()
                 if request is not None:
-                    handle._due, handle._due_since = request, self.clock()
+                    handle._due = _Ticket(request, self.clock())
                 events = proc.take_events()
                 if events or proc.heard_until_s >= handle._reported_s + PROGRESS_EVERY_S:
                     # Silence skipped without a decode is progress too: an empty delivery says
@@ -319,6 +338,31 @@ class Scheduler:
         except Exception as exc:  # one stream's failure must not stop the others
             log.exception("stream %d failed", handle.id)
             self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+
+    def _go_ahead(self, streams: list[StreamHandle]) -> None:
+        """Give workers that no stream can need the next update of streams already on the engine.
+
+        A worker is spare when it would idle even if every stream without a window on the
+        engine had one due now: fewer streams than workers. Then a stream decodes its next
+        update while the previous one is still running (streams longest on the engine first);
+        with as many streams as workers, each is decoded once at a time as before, and an
+        ahead decode does not take a worker that another stream could need then.
+        """
+        with self._cond:
+            spare = self.workers - self._in_flight - sum(not h._sent for h in self._streams.values())
+            if spare <= 0:
+                return
+            ready = sorted((h for h in streams if h._sent and h._due is None and not h._closed
+                            and not (h._flush or h._finish)), key=lambda h: h._sent[0].due_since)
+        for handle in ready[:spare]:
+            try:
+                request = handle.processor.next_request(ahead=True)
+            except Exception as exc:
+                log.exception("stream %d failed", handle.id)
+                self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+                continue
+            if request is not None:
+                handle._due = _Ticket(request, self.clock())
 
     def _timed(self, handle: StreamHandle, step: Callable[[], list[TranscriptEvent]]) -> list[TranscriptEvent]:
         started = self.clock()
@@ -339,8 +383,8 @@ class Scheduler:
         deadline = None
         while True:
             with self._cond:
-                due = sorted((h for h in self._streams.values() if h._due is not None and not h._running),
-                             key=lambda h: h._due_since)
+                due = sorted((h for h in self._streams.values() if h._due is not None),
+                             key=lambda h: h._due.due_since if h._due is not None else 0.0)
                 if not due:
                     return []
                 free = max(1, self.workers - self._in_flight)
@@ -348,11 +392,11 @@ class Scheduler:
                 if len(due) >= self.max_batch or self.batch_wait_s <= 0:
                     return due[:share]
                 if deadline is None:
-                    deadline = due[0]._due_since + self.batch_wait_s
+                    deadline = due[0]._due.due_since + self.batch_wait_s if due[0]._due else self.clock()
                 remaining = deadline - self.clock()
                 waiting = [h for h in self._streams.values() if h._due is None and h._inbox]
-                idle = [h for h in self._streams.values() if not h._running]
-                if remaining <= 0 or (not waiting and len(due) == len(idle)):
+                # Every stream due or on the engine: no other window can join.
+                if remaining <= 0 or (not waiting and all(h._busy for h in self._streams.values())):
                     return due[:share]
                 self._cond.wait(timeout=remaining)
             for handle in waiting:  # audio that arrived may make more windows due
@@ -360,9 +404,11 @@ class Scheduler:
 
     def _submit(self, batch: list[StreamHandle]) -> None:
         """Start the engine call for ``batch`` on a worker; :meth:`_apply` takes its result."""
-        requests = [h._due for h in batch if h._due is not None]
-        for handle in batch:
-            handle._running = True
+        tickets = [h._due for h in batch if h._due is not None]
+        for handle, ticket in zip(batch, tickets, strict=True):
+            handle._sent.append(ticket)
+            handle._due = None
+        requests = [t.request for t in tickets]
         self._in_flight += 1
 
         def call() -> None:
@@ -374,48 +420,51 @@ class Scheduler:
             except Exception as exc:
                 error = exc
             with self._cond:
-                self._done.append(_Done(batch, requests, hypotheses, error, started, self.clock()))
+                self._done.append(_Done(batch, tickets, hypotheses, error, started, self.clock()))
                 self._cond.notify_all()
 
         self._engine_threads.submit(call)
 
     def _apply(self, done: _Done) -> None:
-        """Hand each stream of a finished engine call its events (scheduler thread)."""
-        batch, requests, hypotheses, error, started, ended = done
+        """Hand each stream of a finished engine call its events (scheduler thread).
+
+        A stream's hypotheses are applied in the order of its requests: one that went ahead
+        and came back first waits for the one before it.
+        """
+        batch, tickets, hypotheses, error, started, ended = done
         self._in_flight -= 1
-        for handle in batch:
-            handle._running = False
         if error is not None or hypotheses is None:
             log.error("a batch of %d failed", len(batch), exc_info=error)
             for handle in batch:
+                handle._sent.clear()
                 handle._due = None
                 self._drop(handle, reason=f"recognition failed: {type(error).__name__}: {error}", notify=True)
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch of %d: %.0f ms, waited %s ms", len(batch), (ended - started) * 1000,
-                      [round((started - h._due_since) * 1000) for h in batch])
-        total = sum(r.duration_s for r in requests) or 1.0
+                      [round((started - t.due_since) * 1000) for t in tickets])
+        total = sum(t.request.duration_s for t in tickets) or 1.0
         with self._cond:
             self._note_busy(started, ended)
             self._batches += 1
             self._windows += len(batch)
             self._largest = max(self._largest, len(batch))
-        for handle, hypothesis in zip(batch, hypotheses, strict=True):
-            request = handle._due
-            handle._due = None
-            with self._cond:
-                self._delays.append((ended, ended - handle._due_since))
-            handle.compute_s += (ended - started) * (request.duration_s if request else 0.0) / total
-            if handle._closed:  # the client went while its window was on the engine
-                continue
-            try:
-                events = handle.processor.apply(hypothesis)
-            except Exception as exc:
-                log.exception("stream %d failed", handle.id)
-                self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
-                continue
-            if events:
-                self._deliver(handle, events)
+            for ticket, hypothesis in zip(tickets, hypotheses, strict=True):
+                ticket.hypothesis = hypothesis
+                self._delays.append((ended, ended - ticket.due_since))
+        for handle, ticket in zip(batch, tickets, strict=True):
+            handle.compute_s += (ended - started) * ticket.request.duration_s / total
+            while handle._sent and handle._sent[0].hypothesis is not None and not handle._closed:
+                answer = handle._sent.popleft().hypothesis
+                assert answer is not None
+                try:
+                    events = handle.processor.apply(answer)
+                except Exception as exc:
+                    log.exception("stream %d failed", handle.id)
+                    self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+                    break
+                if events:
+                    self._deliver(handle, events)
 
     def _note_busy(self, started: float, ended: float) -> None:
         self._busy.append((started, ended))

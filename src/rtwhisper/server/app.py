@@ -44,7 +44,7 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
                                num_workers=workers)
     scheduler = Scheduler(engine, max_batch=config.max_batch, batch_wait_s=config.batch_wait_s,
                           max_delay_s=config.max_delay_s, max_streams=config.max_connections,
-                          workers=workers)
+                          workers=workers, decode_ahead=config.decode_ahead)
     state = ServerState(config, engine, scheduler, upload_slots=asyncio.Semaphore(config.max_concurrent_uploads))
 
     @contextlib.asynccontextmanager

@@ -46,6 +46,9 @@ class ServerConfig:
     """Engine calls that run at once (CTranslate2 replicas sharing the weights), each with
     ``cpu_threads`` (0: the cores divided among them); 0: 2 on a CPU, 1 on a GPU
     (:func:`~rtwhisper.engine.ctranslate2.default_workers` says why)."""
+    decode_ahead: bool = True
+    """A worker that no stream can need (fewer streams than workers) decodes a stream's next
+    update while its previous one still runs (:class:`~rtwhisper.engine.scheduler.Scheduler`)."""
     batch_wait_s: float = 0.02
     """How long a due window may wait for others to share its batch."""
     max_delay_s: float = 1.0
@@ -63,6 +66,8 @@ class ServerConfig:
                               f"got {self.cpu_threads!r}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"workers must be 0 (2 on a CPU, 1 on a GPU) or a positive integer, got {self.workers!r}")
+        if not isinstance(self.decode_ahead, bool):
+            raise ConfigError(f"decode_ahead must be true or false, got {self.decode_ahead!r}")
         for name in ("max_connections", "max_frame_bytes", "max_upload_bytes", "max_concurrent_uploads",
                      "max_batch"):
             value = getattr(self, name)

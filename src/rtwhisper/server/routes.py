@@ -84,6 +84,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "status": "ok", "version": __version__, "model": config.resolved_model_name,
             "device": state.engine.device, "compute_type": state.engine.compute_type,
             "cuda_fallback": state.engine.fallback_reason, "workers": state.scheduler.workers,
+            "decode_ahead": state.scheduler.decode_ahead,
             "cpu_threads": state.engine.cpu_threads,
             "multilingual": state.engine.multilingual, "preset": config.preset,
             "connections": state.connections, "max_connections": config.max_connections,
