@@ -449,7 +449,7 @@ def streaming_cpu_threads() -> int:
     took 328 ms an update with one thread and 439 ms with two (generate 129 → 245 ms; the
     encoder gained nothing). Whole files, whose 30 s windows are large, keep every core.
     """
-    return default_cpu_threads(min(2, available_cores()))
+    return default_cpu_threads(default_workers("cpu"))
 
 
 def default_workers(device: str) -> int:
