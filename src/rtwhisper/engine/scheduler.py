@@ -336,8 +336,7 @@ class Scheduler:
                     handle._flush |= flush
                     handle._finish |= finish
         except Exception as exc:  # one stream's failure must not stop the others
-            log.exception("stream %d failed", handle.id)
-            self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+            self._fail(handle, exc)
 
     def _go_ahead(self, streams: list[StreamHandle]) -> None:
         """Give workers that no stream can need the next update of streams already on the engine.
@@ -358,8 +357,7 @@ class Scheduler:
             try:
                 request = handle.processor.next_request(ahead=True)
             except Exception as exc:
-                log.exception("stream %d failed", handle.id)
-                self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+                self._fail(handle, exc)
                 continue
             if request is not None:
                 handle._due = _Ticket(request, self.clock())
@@ -460,8 +458,7 @@ class Scheduler:
                 try:
                     events = handle.processor.apply(answer)
                 except Exception as exc:
-                    log.exception("stream %d failed", handle.id)
-                    self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+                    self._fail(handle, exc)
                     break
                 if events:
                     self._deliver(handle, events)
@@ -493,6 +490,11 @@ class Scheduler:
                 handle.on_events(events)
             except Exception:  # a front end's sink must not stop the scheduler
                 log.exception("event sink of stream %d failed", handle.id)
+
+    def _fail(self, handle: StreamHandle, exc: Exception) -> None:
+        """Close one stream whose recognition raised (the others go on), saying why."""
+        log.exception("stream %d failed", handle.id)
+        self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
 
     def _drop(self, handle: StreamHandle, *, reason: str | None, notify: bool) -> None:
         with self._cond:
