@@ -61,9 +61,9 @@ class Preset:
 # word can become final (docs/streaming.md has the measurements). Every preset waits for two
 # hypotheses to agree (LocalAgreement-2): committing one sure hypothesis's words
 # (``commit_probability=0.9``) cost 0.15 WER points on the shared English clips on 2 CPU cores
-# for 0.10 s of final p50 (none in real time), 0.3 s updates 3.4 points for 0.26 s, and 0.25 s
-# updates agreeing over 0.5 s (``agreement_span_s``) 0.39 points for 0.12 s (none in real time
-# on the long file; on a GPU 0.17 s) (docs/streaming.md).
+# for 0.10 s of final p50 (none in real time), 0.3 s updates 2.2–3.4 points for 0.26–0.31 s,
+# and 0.25 s updates agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points for 0.12–0.15 s
+# (0.06–0.11 s in real time on the long file; on a GPU 0.17 s) (docs/streaming.md).
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (

@@ -100,7 +100,7 @@ SHORTFALL_S = 0.4
 """Speech after an utterance's last word beyond which its end gets a decode of its own: Whisper
 sometimes stops early when speech runs to the end of its input (on the shared Korean clips the
 last phrase was lost: "동백꽃속으로" without "폭 파묻혀 버렸다"), and the endpoint decode, with
-the full 30 s input as the offline pipeline uses, hears it."""
+silence after the speech end, hears it."""
 
 UpdateKind = Literal["update", "endpoint", "flush", "last"]
 
@@ -661,7 +661,7 @@ class RealtimeWhisperProcessor:
             beam_size=self.beam_size,
             prompt=prompt,
             prefix=prefix,
-            # Closing decodes hear the speech end: silence after the window, 30 s input. A flush
+            # Closing decodes hear the speech end: silence after the window (4 s at least). A flush
             # (a source that went quiet) is one too: as far as anyone knows, speech stopped there.
             end_of_stream=kind != "update",
             max_new_tokens=None if kind != "update" else int(

@@ -53,8 +53,8 @@ class DecodeOptions:
     decode that still fails comes back with ``passed=False`` — the next update hears more."""
     end_of_stream: bool = False
     """The window ends where speech or the stream ends (the stream's last decode, an endpoint's,
-    a flush's): the encoder sees Whisper's usual 30 s input, padded with silence, so that the
-    model hears that speech stopped: with input that ends where a
+    a flush's): the encoder sees its audio and then at least 4 s of silence (20 s in all at
+    least), so that the model hears that speech stopped: with input that ends where a
     mid-sentence recording ends it looped ("and it was natural therefore, therefore, for,
     for…" at the end of the long LJ file)."""
 
