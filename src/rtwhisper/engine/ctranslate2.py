@@ -63,11 +63,11 @@ FALLBACK_BEAM_SIZE = 5
 FRAMES_PER_SECOND = 100  # log-mel frames
 FULL_INPUT_FRAMES = 3000  # Whisper's 30 s
 FRAME_BUCKET = 200
+"""Encoder inputs are rounded up to 2 s steps so that windows of similar length share a batch."""
 CLOSING_MIN_S = 20.0
 CLOSING_SILENCE_S = 4.0
 """A closing window's encoder input: its audio and at least this much silence, at least
 ``CLOSING_MIN_S`` in all (``WhisperEngine`` says why not Whisper's 30 s)."""
-"""Encoder inputs are rounded up to 2 s steps so that windows of similar length share a batch."""
 SILENCE_LOG_MEL = -1.5
 """Whisper's normalised log-mel of digital silence, ``(log10(1e-10) + 4) / 4``."""
 LOG_MEL_RANGE = 2.0
