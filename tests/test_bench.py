@@ -30,18 +30,23 @@ def test_the_plain_base_configuration_is_the_servers_default_preset():
 
 
 def test_simulated_latency_is_computation_aware():
-    words = [Word(f" w{i}", 0.2 + 0.5 * i, 0.6 + 0.5 * i) for i in range(10)]
+    words = [Word(f" w{i}", 0.2 + 0.5 * i, 0.6 + 0.5 * i) for i in range(10)]  # probability 1.0: sure
 
-    def make():
-        return RealtimeWhisperProcessor(engine=TimelineEngine(words), vad=TimelineVad(words), chunk_duration=1.0,
-                                        overlap_duration=0.2)
+    def latencies(**options):
+        def make():
+            return RealtimeWhisperProcessor(engine=TimelineEngine(words), vad=TimelineVad(words), chunk_duration=1.0,
+                                            overlap_duration=0.2, language="en", **options)
 
-    timeline, _ = simulate(make, ramp(6.0), aware=False)
-    finals = [(clock, w) for clock, e in timeline if e.is_final for w in e.words]
-    assert [w.text.strip() for _, w in finals] == [w.text.strip() for w in words]
-    latencies = [clock - w.end_s for clock, w in finals]
+        timeline, _ = simulate(make, ramp(6.0), aware=False)
+        finals = [(clock, w) for clock, e in timeline if e.is_final for w in e.words]
+        assert [w.text.strip() for _, w in finals] == [w.text.strip() for w in words]
+        return [clock - w.end_s for clock, w in finals]
+
+    agreed = latencies(commit_probability=None)
     # a word is final once a later window agrees: between one and three chunks after it ends
-    assert all(0 <= x <= 3.0 for x in latencies) and max(latencies) >= 1.0
+    assert all(0 <= x <= 3.0 for x in agreed) and max(agreed) >= 1.0
+    sure = latencies()  # the default: a sure word is final in the first window that hears a word after it
+    assert all(0 <= x <= 1.0 + 1e-9 for x in sure) and sum(sure) < sum(agreed)
 
 
 @pytest.mark.model

@@ -404,10 +404,20 @@ class OnceEngine:
                 for _ in requests]
 
 
-@pytest.mark.parametrize(("probability", "final"), [(None, ""), (0.9, ""), (0.5, "a b c"), (0.0, "a b c")])
+@pytest.mark.parametrize(("probability", "final"), [(None, ""), (1.0, ""), (0.9, ""), (0.5, "a b c"), (0.0, "a b c")])
 def test_one_hypothesis_commits_words_at_or_above_commit_probability(probability, final):
-    """``commit_probability=0.0`` commits on the margin alone (AlignAtt's rule), not never."""
-    proc = RealtimeWhisperProcessor(engine=OnceEngine(), vad=False, chunk_duration=0.5,
+    """``commit_probability=0.0`` commits on the margin alone (AlignAtt's rule), not never;
+    ``None`` and ``1.0`` wait for agreement."""
+    proc = RealtimeWhisperProcessor(engine=OnceEngine(), vad=False, chunk_duration=0.5, language="en",
                                     commit_probability=probability, commit_margin_s=0.4)
     proc.feed(np.zeros(16000 * 2, dtype=np.float32))  # one 2 s window: the words end by 1.2 s
     assert " ".join(e.text for e in proc.results() if e.is_final) == final
+
+
+def test_one_hypothesis_commits_nothing_before_the_language_is_known():
+    """Streamed without a language, a sure hypothesis may be sure in the wrong one (LJ001-0011's
+    first 0.5 s read as Turkish at 0.95): until two detections agree, words wait for agreement."""
+    proc = RealtimeWhisperProcessor(engine=OnceEngine(), vad=False, chunk_duration=0.5, commit_probability=0.0,
+                                    commit_margin_s=0.4)  # OnceEngine detects no language
+    proc.feed(np.zeros(16000 * 2, dtype=np.float32))
+    assert [e.text for e in proc.results() if e.is_final] == []

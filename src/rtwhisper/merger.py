@@ -12,6 +12,8 @@ Each window's words arrive with stream-clock times. The merger
    once two consecutive windows, the second with more right context, agree on it — or,
    with ``agreement_span_s``, this one and the newest that heard at least that much less
    (updates faster than the span keep the span's evidence);
+   and, before agreement, a leading word this one hypothesis is sure of: probability at
+   least ``COMMIT_PROBABILITY``, ending ``COMMIT_MARGIN_S`` before its audio does;
 3. keeps pending words that a new hypothesis skipped — at its start, in a silent gap, or
    squashed into one stretched word (Whisper drops words of an input now and then; the
    previous window heard them, and losing them is worse);
@@ -35,6 +37,22 @@ _SQUEEZED_WORD_S = 0.06
 _TIMED_WORD_S = 0.15  # a word this long was aligned to real audio
 _DRAWN_OUT_S = 0.5
 _WORD_OVERLAP_S = 0.3  # how far a drawn-out word's end may run into the next word's start
+COMMIT_PROBABILITY = 0.9
+"""Probability at which one hypothesis makes a word final without waiting for a second one to
+agree (with ``COMMIT_MARGIN_S``); WhisperLiveKit commits words above 0.95 without waiting.
+
+Measured on the shared English clips (base, beam 1, 2 cores, virtual clock, back to back):
+final p50 1.08 → 0.97 s, p90 1.57 → 1.49 s at the same WER (4.80 %; offline 5.30 %); 0.8 cost
+0.95 WER points for 0.02 s more, and 0.7 (margin 0.2 s) 0.64 points for 0.09 s; the Korean
+clips read the same (Korean words seldom reach 0.9). In real time (one stream, the long LJ
+file, a real server, two runs of each alternating): final p50 1.11 / 1.14 → 1.00 / 1.02 s."""
+
+COMMIT_MARGIN_S = 0.1
+"""How far before the end of its window's audio a word must end for one hypothesis to make it
+final: a word cut by the window's end ends where the audio does, and is not final (nor is a
+hypothesis' last word). With 0.4 s a word seldom ended that early in the first window that
+heard it, so the second hypothesis came first anyway (0.08 s of p50 at 0.9)."""
+
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
 _PHRASE_ENDS = (*SENTENCE_ENDS, ",", ";", ":", "，", "、")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
+from .merger import COMMIT_MARGIN_S, COMMIT_PROBABILITY
 
 KOREAN_PROMPT = "네, 알겠습니다. 그럼 시작할게요."
 """Korean initial prompt: ordinary polite spoken Korean with punctuation.
@@ -43,8 +44,8 @@ class Preset:
     initial_prompt: str | None = None
     endpoint_silence_s: float = 0.5
     endpoint_max_silence_s: float = 1.0
-    commit_probability: float | None = None
-    commit_margin_s: float = 0.4
+    commit_probability: float | None = COMMIT_PROBABILITY
+    commit_margin_s: float = COMMIT_MARGIN_S
     agreement_span_s: float = 0.0
 
     def options(self) -> dict[str, object]:
@@ -58,12 +59,12 @@ class Preset:
 # The guide's presets changed the update step, not the model or beam: a word used to wait for
 # two windows of ``chunk_duration`` each, so 2 s chunks meant finals 3–4 s late. Windows now
 # hear everything since a phrase start whatever the step, and the step only sets how soon a
-# word can become final (docs/streaming.md has the measurements). Every preset waits for two
-# hypotheses to agree (LocalAgreement-2): committing one sure hypothesis's words
-# (``commit_probability=0.9``) cost 0.15 WER points on the shared English clips on 2 CPU cores
-# for 0.10 s of final p50 (none in real time), 0.3 s updates 2.2–3.4 points for 0.26–0.31 s,
-# and 0.25 s updates agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points for 0.12–0.15 s
-# (0.06–0.11 s in real time on the long file; on a GPU 0.17 s) (docs/streaming.md).
+# word can become final (docs/streaming.md has the measurements). Every preset commits a word
+# one hypothesis is sure of (probability 0.9, ending 0.1 s before the audio: 0.11 s of final
+# p50 in real time, the same WER) and otherwise waits for two hypotheses to agree
+# (LocalAgreement-2); 0.3 s updates cost 2.2–3.4 WER points for 0.26–0.31 s, and 0.25 s updates
+# agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points for 0.12–0.15 s (0.06–0.11 s in
+# real time on the long file; on a GPU 0.17 s) (docs/streaming.md).
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (

@@ -19,16 +19,16 @@ How a word becomes final (see ``docs/streaming.md`` for the measurements):
 2. **Updates** every ``chunk_duration`` of new audio while speech is unfinal. Each window
    starts at a word boundary before the commit point; the final words inside it are a
    forced decoder prefix, so they are never decoded twice and never duplicated.
-3. **Commit**: a word is final when two consecutive hypotheses agree on it
-   (LocalAgreement-2; with ``agreement_span_s``, the new one and the newest that heard that
-   much less audio), or when one hypothesis is sure of it — probability at least
-   ``commit_probability`` and ending ``commit_margin_s`` before the audio does.
+3. **Commit**: a word is final when one hypothesis is sure of it — probability at least
+   ``commit_probability`` (0.9) and ending ``commit_margin_s`` (0.1 s) before the audio does —
+   or when two consecutive hypotheses agree on it (LocalAgreement-2; with
+   ``agreement_span_s``, the new one and the newest that heard that much less audio).
 4. **Endpointing**: a pause of ``endpoint_silence_s`` after a finished sentence (or of
    ``endpoint_max_silence_s`` after an unfinished phrase: Whisper's punctuation tells them
    apart) ends the utterance: everything pending becomes final, and that final has
    ``end_of_utterance``. The phrase is heard to its end first, so the endpoint itself costs
    no decode — unless the words stop well before the speech does (``SHORTFALL_S``): then one
-   decode of the whole utterance with Whisper's full input decides its end.
+   decode of the whole utterance, with silence after it, decides its end.
 """
 
 from __future__ import annotations
@@ -56,7 +56,15 @@ from .engine import (
 )
 from .errors import ConfigError, StreamClosedError
 from .events import TranscriptEvent, Word, join_words
-from .merger import SENTENCE_ENDS, OverlapMerger, drop_hallucinated_tail, normalize_word, repeated_head
+from .merger import (
+    COMMIT_MARGIN_S,
+    COMMIT_PROBABILITY,
+    SENTENCE_ENDS,
+    OverlapMerger,
+    drop_hallucinated_tail,
+    normalize_word,
+    repeated_head,
+)
 from .models import resolve_model
 from .presets import get_preset
 from .vad import FRAME_S, FRAME_SAMPLES, Endpointer, SileroVad, SpeechDetector, Utterance
@@ -136,8 +144,10 @@ class RealtimeWhisperProcessor:
 
     Latency knobs: ``endpoint_silence_s`` and ``endpoint_max_silence_s`` (pauses that end an
     utterance after a finished sentence and after an unfinished phrase), ``commit_probability``
-    and ``commit_margin_s`` (when one hypothesis suffices; ``commit_probability=None`` waits for
-    two hypotheses to agree on every word, ``0.0`` commits on the margin alone), and
+    and ``commit_margin_s`` (when one hypothesis suffices: by default a word of probability 0.9
+    or more that ends 0.1 s before the audio, :data:`~rtwhisper.merger.COMMIT_PROBABILITY`;
+    ``None`` or ``1.0`` waits for two hypotheses to agree on every word, LocalAgreement-2 alone,
+    and ``0.0`` commits on the margin alone), and
     ``agreement_span_s`` (how much less audio the hypothesis agreed with must have heard; 0: the
     previous one, LocalAgreement-2; with updates shorter than the span, the evidence stays that
     of span-long updates while the agreeing hypothesis comes sooner — worth it where decodes are
@@ -166,8 +176,8 @@ class RealtimeWhisperProcessor:
         cpu_threads: int = 0,
         endpoint_silence_s: float = 0.5,
         endpoint_max_silence_s: float = 0.5,
-        commit_probability: float | None = None,
-        commit_margin_s: float = 0.4,
+        commit_probability: float | None = COMMIT_PROBABILITY,
+        commit_margin_s: float = COMMIT_MARGIN_S,
         agreement_span_s: float = 0.0,
     ) -> None:
         if task not in TASKS:
@@ -500,7 +510,11 @@ class RealtimeWhisperProcessor:
         self._last_end_s = max(self._last_end_s, window.end_s)
         events = self.take_events()
         closing = update.kind != "update"
-        confident = self.commit_probability is not None and self.task == "transcribe"
+        # One sure hypothesis commits only once the language is known (given, or two detections
+        # agreed): before that it may be sure in the wrong one (LJ001-0011's first 0.5 s read
+        # as Turkish at 0.95).
+        confident = self.commit_probability is not None and self.commit_probability < 1.0 \
+            and self.task == "transcribe" and self._detected[0] is not None
         # Without a prefix, a window that starts before the commit point hears final words
         # again (a window pushed past its anchor by the maximum length): the merger drops them.
         committed = self._merger.committed

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..engine import WhisperEngine, streaming_cpu_threads
 from ..events import TranscriptEvent, Word
+from ..merger import COMMIT_MARGIN_S, COMMIT_PROBABILITY
 from ..metrics import cer, normalize_text, wer
 from ..models import resolve_model
 from ..presets import get_preset
@@ -56,8 +57,8 @@ class BenchConfig:
     note: str = ""
     endpoint_silence_s: float = 0.5
     endpoint_max_silence_s: float = 1.0  # the presets' (``Preset``): "base 0.5s" is ``low_latency``
-    commit_probability: float | None = None
-    commit_margin_s: float = 0.4
+    commit_probability: float | None = COMMIT_PROBABILITY
+    commit_margin_s: float = COMMIT_MARGIN_S
     agreement_span_s: float = 0.0
 
     @classmethod
@@ -399,7 +400,7 @@ def default_configs(available: Sequence[str], *, quick: bool = False) -> list[Be
     configs += [BenchConfig.from_preset(p, available) for p in ("high_accuracy", "korean", "captions")]
     # The knobs against each other: update step, the commit rule, the endpoint pause.
     configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (0.3, 1.0, 2.0)]
-    configs += [BenchConfig("sweep base 0.5s commit p>=0.9", "base", 0.5, 0.2, commit_probability=0.9),
+    configs += [BenchConfig("sweep base 0.5s agreement only", "base", 0.5, 0.2, commit_probability=None),
                 BenchConfig("sweep base 0.25s agreeing over 0.5s", "base", 0.25, 0.2, agreement_span_s=0.5),
                 BenchConfig("sweep base 0.5s endpoint 0.3s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
                             endpoint_max_silence_s=0.3),
