@@ -414,6 +414,38 @@ def test_one_hypothesis_commits_words_at_or_above_commit_probability(probability
     assert " ".join(e.text for e in proc.results() if e.is_final) == final
 
 
+class SilentCloseEngine(OnceEngine):
+    """Hears "a b c d" in every interim window; Whisper's no-speech rule sets the closing one aside."""
+
+    def transcribe_batch(self, requests):
+        heard = super().transcribe_batch(requests)
+        return [Hypothesis((), silent=True) if r.options.end_of_stream else h
+                for r, h in zip(requests, heard, strict=True)]
+
+
+@pytest.mark.parametrize("silent", [True, False])
+def test_a_closing_decode_set_aside_as_silence_takes_back_no_words(silent):
+    """espeak_ko.wav: its closing window read as silence, and the words its partials showed were
+    lost. A closing decode that found nothing, by contrast, is evidence: the words go."""
+
+    closing = []
+
+    class Engine(SilentCloseEngine):
+        def transcribe_batch(self, requests):
+            closing.extend(r.options.end_of_stream for r in requests)
+            return [h if h.words or silent else Hypothesis(()) for h in super().transcribe_batch(requests)]
+
+    proc = RealtimeWhisperProcessor(engine=Engine(), vad=False, chunk_duration=0.5, commit_probability=None)
+    proc.feed(np.zeros(16000 * 2, dtype=np.float32))
+    partials = [e.text for e in proc.results() if not e.is_final]
+    proc.feed(np.zeros(16000 // 4, dtype=np.float32))  # the last window hears more: it is decoded
+    finals = [e.text for e in proc.finish() if e.is_final]
+    assert closing[-1] is True
+    assert partials and partials[-1].split() == ["a", "b", "c", "d"]
+    # one interim window heard the words (pending: nothing agreed with it); the closing one decides
+    assert " ".join(finals).split() == (["a", "b", "c", "d"] if silent else [])
+
+
 def test_one_hypothesis_commits_nothing_before_the_language_is_known():
     """Streamed without a language, a sure hypothesis may be sure in the wrong one (LJ001-0011's
     first 0.5 s read as Turkish at 0.95): until two detections agree, words wait for agreement."""

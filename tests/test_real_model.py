@@ -200,6 +200,18 @@ def test_a_closing_window_after_the_speech_makes_nothing_up(base_engine, path):
     assert len(HANGUL.findall(text)) <= 8, text  # at most the sentence's last word or two
 
 
+def test_a_closing_decode_read_as_silence_keeps_the_words_the_partials_showed(base_engine):
+    """espeak_ko.wav is synthetic Korean that no model reads well (offline 72 % CER). Its closing
+    decode (the speech, then 16 s of silence) fails Whisper's no-speech test (probability 0.67,
+    mean log-probability -1.13), and the words its partials had shown used to be lost with it."""
+    proc = RealtimeWhisperProcessor.from_preset("korean", model_name="base", engine=base_engine)
+    events = stream(proc, load_wav("ko/espeak_ko.wav"))
+    shown = [e.text for e in events if not e.is_final and e.text]
+    text = final_text(events)
+    assert shown, "no partial"
+    assert len(HANGUL.findall(text)) >= len(HANGUL.findall(shown[-1])) - 2, (text, shown[-1])
+
+
 def test_the_last_word_before_silence_is_heard_whole(base_engine, manifest):
     """A closing window padded with faster-whisper's zeros heard a sound still going on after its last word.
 

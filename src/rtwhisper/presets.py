@@ -44,7 +44,7 @@ class Preset:
     initial_prompt: str | None = None
     endpoint_silence_s: float = 0.5
     endpoint_max_silence_s: float = 1.0
-    commit_probability: float | None = COMMIT_PROBABILITY
+    commit_probability: float | None = None
     commit_margin_s: float = COMMIT_MARGIN_S
     agreement_span_s: float = 0.0
 
@@ -59,17 +59,18 @@ class Preset:
 # The guide's presets changed the update step, not the model or beam: a word used to wait for
 # two windows of ``chunk_duration`` each, so 2 s chunks meant finals 3–4 s late. Windows now
 # hear everything since a phrase start whatever the step, and the step only sets how soon a
-# word can become final (docs/streaming.md has the measurements). Every preset commits a word
-# one hypothesis is sure of (probability 0.9, ending 0.1 s before the audio: 0.11 s of final
-# p50 in real time, the same WER) and otherwise waits for two hypotheses to agree
-# (LocalAgreement-2); 0.3 s updates cost 2.2–3.4 WER points for 0.26–0.31 s, and 0.25 s updates
-# agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points for 0.12–0.15 s (0.06–0.11 s in
-# real time on the long file; on a GPU 0.17 s) (docs/streaming.md).
+# word can become final (docs/streaming.md has the measurements). The 0.5 s beam-1 presets
+# commit a word one hypothesis is sure of (probability 0.9, ending 0.1 s before the audio: 0.11 s
+# of final p50 in real time, the same WER); the others wait for two hypotheses to agree
+# (LocalAgreement-2): at 2 s updates the second hypothesis catches errors (one sure hypothesis:
+# 3.94 % WER on the long LJ file against 2.51 %). 0.3 s updates cost 2.2–3.4 WER points for
+# 0.26–0.31 s, and 0.25 s updates agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points
+# for 0.12–0.15 s (0.06–0.11 s in real time on the long file; on a GPU 0.17 s).
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("low_latency", "live conversation: small model, 0.5 s updates, greedy decoding, 0.5 s endpointing",
-               "base", 0.5, 0.2, 1),
+               "base", 0.5, 0.2, 1, commit_probability=COMMIT_PROBABILITY),
         Preset("high_accuracy", "broadcast and subtitles: large model, beam search, longer pauses end a sentence",
                "large-v3", 1.0, 0.5, 5, endpoint_silence_s=0.8, endpoint_max_silence_s=1.5),
         Preset("korean", "Korean only: beam 5, no initial prompt (the prompt measurably hurt)",
@@ -77,7 +78,8 @@ PRESETS: dict[str, Preset] = {
         Preset("captions", "live captions (guide: WebSocket + large-v3)",
                "large-v3", 1.0, 0.5, 5),
         Preset("commands", "voice commands (guide: WebSocket + base): a short pause ends the command",
-               "base", 0.5, 0.2, 1, endpoint_silence_s=0.3, endpoint_max_silence_s=0.6),
+               "base", 0.5, 0.2, 1, endpoint_silence_s=0.3, endpoint_max_silence_s=0.6,
+               commit_probability=COMMIT_PROBABILITY),
         Preset("meeting", "meeting transcription (guide: large-v3): 2 s updates, long pauses end a sentence",
                "large-v3", 2.0, 1.0, 5, endpoint_silence_s=1.0, endpoint_max_silence_s=2.0),
         Preset("translate", "live translation to English (guide: large-v3 + task translate)",

@@ -19,10 +19,11 @@ How a word becomes final (see ``docs/streaming.md`` for the measurements):
 2. **Updates** every ``chunk_duration`` of new audio while speech is unfinal. Each window
    starts at a word boundary before the commit point; the final words inside it are a
    forced decoder prefix, so they are never decoded twice and never duplicated.
-3. **Commit**: a word is final when one hypothesis is sure of it — probability at least
-   ``commit_probability`` (0.9) and ending ``commit_margin_s`` (0.1 s) before the audio does —
-   or when two consecutive hypotheses agree on it (LocalAgreement-2; with
-   ``agreement_span_s``, the new one and the newest that heard that much less audio).
+3. **Commit**: a word is final when two consecutive hypotheses agree on it
+   (LocalAgreement-2; with ``agreement_span_s``, the new one and the newest that heard that
+   much less audio), or — with ``commit_probability``, as the 0.5 s presets set it (0.9) —
+   when one hypothesis is sure of it: probability at least that, ending ``commit_margin_s``
+   (0.1 s) before the audio does.
 4. **Endpointing**: a pause of ``endpoint_silence_s`` after a finished sentence (or of
    ``endpoint_max_silence_s`` after an unfinished phrase: Whisper's punctuation tells them
    apart) ends the utterance: everything pending becomes final, and that final has
@@ -58,7 +59,6 @@ from .errors import ConfigError, StreamClosedError
 from .events import TranscriptEvent, Word, join_words
 from .merger import (
     COMMIT_MARGIN_S,
-    COMMIT_PROBABILITY,
     SENTENCE_ENDS,
     OverlapMerger,
     drop_hallucinated_tail,
@@ -144,10 +144,12 @@ class RealtimeWhisperProcessor:
 
     Latency knobs: ``endpoint_silence_s`` and ``endpoint_max_silence_s`` (pauses that end an
     utterance after a finished sentence and after an unfinished phrase), ``commit_probability``
-    and ``commit_margin_s`` (when one hypothesis suffices: by default a word of probability 0.9
-    or more that ends 0.1 s before the audio, :data:`~rtwhisper.merger.COMMIT_PROBABILITY`;
-    ``None`` or ``1.0`` waits for two hypotheses to agree on every word, LocalAgreement-2 alone,
-    and ``0.0`` commits on the margin alone), and
+    and ``commit_margin_s`` (when one hypothesis suffices: ``None``, the default, or ``1.0``
+    waits for two hypotheses to agree on every word, LocalAgreement-2 alone; the ``low_latency``
+    and ``commands`` presets, the server's default among them, commit a word of probability 0.9
+    or more that ends 0.1 s before the audio, :data:`~rtwhisper.merger.COMMIT_PROBABILITY` —
+    at their 0.5 s updates the second hypothesis hears little more, at 2 s it catches errors;
+    ``0.0`` commits on the margin alone), and
     ``agreement_span_s`` (how much less audio the hypothesis agreed with must have heard; 0: the
     previous one, LocalAgreement-2; with updates shorter than the span, the evidence stays that
     of span-long updates while the agreeing hypothesis comes sooner — worth it where decodes are
@@ -176,7 +178,7 @@ class RealtimeWhisperProcessor:
         cpu_threads: int = 0,
         endpoint_silence_s: float = 0.5,
         endpoint_max_silence_s: float = 0.5,
-        commit_probability: float | None = COMMIT_PROBABILITY,
+        commit_probability: float | None = None,
         commit_margin_s: float = COMMIT_MARGIN_S,
         agreement_span_s: float = 0.0,
     ) -> None:
@@ -526,6 +528,12 @@ class RealtimeWhisperProcessor:
             # off by text; spelled differently, the merger drops them by time and text.
             repeated = repeated_head(committed[update.committed:], words)
             words, after_prefix = (words[repeated:], after_prefix) if repeated else (words, False)
+        if closing and hypothesis.silent and not words and self._merger.pending:
+            # A closing decode that Whisper's no-speech rule set aside is no evidence against the
+            # words earlier windows heard: they become final as they are. (espeak_ko.wav's closing
+            # window, its speech and 16 s of silence, read as silence, and the words its partials
+            # had shown were taken back.)
+            words, after_prefix = list(self._merger.pending), True
         step = self._merger.update(
             words, final=closing, after_prefix=after_prefix,
             confident_before_s=window.end_s - self.commit_margin_s if confident else None,

@@ -437,7 +437,7 @@ class WhisperEngine:
         if it.tokens and it.alignment is not None:
             words = _timed_words(it.tokenizer, it.prefix, it.tokens, it.alignment)
         return Hypothesis(words, it.language, it.language_probability, it.no_speech_prob, it.avg_logprob,
-                          it.attempts, self._passes(it))
+                          it.attempts, self._passes(it), silent=self._is_silence(it))
 
 
 # -- helpers -----------------------------------------------------------------------------------

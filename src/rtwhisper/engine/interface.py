@@ -84,6 +84,10 @@ class Hypothesis:
     """Decodes it took (more than one when Whisper's thresholds sent it to the fallback)."""
     passed: bool = True
     """Whether the decode met Whisper's thresholds (compression ratio, mean log-probability)."""
+    silent: bool = False
+    """Whether Whisper's no-speech rule set the window aside (no-speech probability over 0.6 and
+    mean log-probability under −1): it has no words, and says nothing against words that other
+    windows heard."""
 
 
 class Engine(Protocol):
