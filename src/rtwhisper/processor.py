@@ -60,6 +60,7 @@ from .events import TranscriptEvent, Word, join_words
 from .merger import (
     COMMIT_MARGIN_S,
     SENTENCE_ENDS,
+    MergeStep,
     OverlapMerger,
     drop_hallucinated_tail,
     normalize_word,
@@ -528,17 +529,19 @@ class RealtimeWhisperProcessor:
             # off by text; spelled differently, the merger drops them by time and text.
             repeated = repeated_head(committed[update.committed:], words)
             words, after_prefix = (words[repeated:], after_prefix) if repeated else (words, False)
-        if closing and hypothesis.silent and not words and self._merger.pending:
+        if closing and hypothesis.silent and not words:
             # A closing decode that Whisper's no-speech rule set aside is no evidence against the
-            # words earlier windows heard: they become final as they are. (espeak_ko.wav's closing
+            # words earlier windows heard: nothing is merged, and the utterance's end below makes
+            # the pending words final as they are (the merger's flush). (espeak_ko.wav's closing
             # window, its speech and 16 s of silence, read as silence, and the words its partials
             # had shown were taken back.)
-            words, after_prefix = list(self._merger.pending), True
-        step = self._merger.update(
-            words, final=closing, after_prefix=after_prefix,
-            confident_before_s=window.end_s - self.commit_margin_s if confident else None,
-            min_probability=1.0 if self.commit_probability is None else self.commit_probability,
-            force_before_s=self._next_window_start_s(window), heard_until_s=window.end_s)
+            step = MergeStep((), self._merger.pending, self._merger.commit_s)
+        else:
+            step = self._merger.update(
+                words, final=closing, after_prefix=after_prefix,
+                confident_before_s=window.end_s - self.commit_margin_s if confident else None,
+                min_probability=1.0 if self.commit_probability is None else self.commit_probability,
+                force_before_s=self._next_window_start_s(window), heard_until_s=window.end_s)
         if closing:
             # The stream's last window always ends with a final (empty if nothing was said), so
             # that the finals cover every sample fed.
