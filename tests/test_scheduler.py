@@ -157,24 +157,77 @@ def test_hard_cap_on_streams():
         scheduler.shutdown()
 
 
+class AudioCostEngine(TimelineEngine):
+    """Each window costs ``per_audio_s`` seconds per second of its audio: an engine slower than real time."""
+
+    def __init__(self, words, per_audio_s):
+        super().__init__(words)
+        self.per_audio_s = per_audio_s
+
+    def transcribe_batch(self, requests):
+        time.sleep(self.per_audio_s * sum(r.duration_s for r in requests))
+        return super().transcribe_batch(requests)
+
+
 def test_saturated_engine_sheds_the_newest_stream_with_a_reason():
-    engine = SlowEngine(WORDS, per_item_s=0.2)
+    """Two real-time streams on an engine that needs 0.25 s per second of window: they fall behind
+    real time (windows grow to the maximum), and the newest is closed so that the other keeps up."""
+    speech = [Word(f" w{i}", 0.3 + 0.5 * i, 0.7 + 0.5 * i) for i in range(30)]  # 15 s
+    engine = AudioCostEngine(speech, per_audio_s=0.25)
     scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, max_delay_s=0.1, max_lag_s=1.0)
+
+    def stream() -> RealtimeWhisperProcessor:
+        return RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(speech), chunk_duration=0.5)
+
     try:
         old, new = Collector(), Collector()
-        first = scheduler.open(processor(engine), old.on_events, old.on_close)
+        first = scheduler.open(stream(), old.on_events, old.on_close)
         time.sleep(0.01)
-        second = scheduler.open(processor(engine), new.on_events, new.on_close)
-        for i in range(0, 16000 * 6, 1600):
-            first.feed(ramp(6.0)[i:i + 1600])
-            second.feed(ramp(6.0)[i:i + 1600])
-            time.sleep(0.02)
+        second = scheduler.open(stream(), new.on_events, new.on_close)
+        audio = ramp(15.0)
+        started = time.monotonic()
+        for k, i in enumerate(range(0, len(audio), 1600)):  # at real-time pace
+            time.sleep(max(0.0, started + 0.1 * k - time.monotonic()))
+            first.feed(audio[i:i + 1600])
+            if not new.closed.is_set():
+                second.feed(audio[i:i + 1600])
         assert new.closed.wait(30)
         assert new.reason is not None and new.reason.startswith("overloaded") and "newest" in new.reason
         assert not old.closed.is_set()
         first.finish()
-        assert old.closed.wait(30) and old.reason is None
+        assert old.closed.wait(60) and old.reason is None
         assert scheduler.stats().shed >= 1
+    finally:
+        scheduler.shutdown()
+
+
+def test_a_client_sending_faster_than_real_time_is_not_shed():
+    """Audio sent ahead of real time (ffmpeg | websocat) is backlog, not lag: with the engine
+    saturated and both streams far behind their received audio, nobody is closed."""
+    speech = [Word(f" w{i}", 0.3 + 0.5 * i, 0.7 + 0.5 * i) for i in range(40)]  # 20 s
+    engine = AudioCostEngine(speech, per_audio_s=0.1)  # the first window (15 s, the most) costs 1.5 s
+
+    def stream() -> RealtimeWhisperProcessor:
+        return RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(speech), chunk_duration=0.5)
+
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, max_delay_s=0.05, max_lag_s=1.0)
+    try:
+        collectors = [Collector() for _ in range(2)]
+        handles = [scheduler.open(stream(), c.on_events, c.on_close) for c in collectors]
+        for h in handles:
+            h.feed(ramp(20.0))  # all at once
+        # both first windows decoded (the second waited 3 s for the worker: saturated), 5 s still unheard
+        deadline = time.monotonic() + 30
+        while scheduler.stats().windows < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scheduler.stats().delay_s > 1.0 and all(h.lag_s > 1.0 for h in handles)
+        assert all(h.behind_s <= 1.0 for h in handles)
+        for h in handles:
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(60) and c.reason is None, c.reason
+        assert scheduler.stats().shed == 0
+        assert all(len(c.words) == len(speech) for c in collectors), [" ".join(c.words) for c in collectors]
     finally:
         scheduler.shutdown()
 

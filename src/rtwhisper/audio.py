@@ -9,6 +9,8 @@ well be two mono streams.
 
 from __future__ import annotations
 
+import wave
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -200,3 +202,14 @@ class StreamResampler:
             self._filtered = self._filtered[keep_from:]
             self._filtered_offset += keep_from
         return out
+
+
+def read_wav16(path: str | Path) -> np.ndarray | None:
+    """A 16 kHz mono 16-bit WAV file as float32 samples, or ``None`` if it is another kind of WAV.
+
+    The bundled sample and the shared set are such files: read directly, without a decoder.
+    """
+    with wave.open(str(path)) as w:
+        if w.getframerate() != SAMPLE_RATE or w.getnchannels() != 1 or w.getsampwidth() != 2:
+            return None
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0

@@ -51,6 +51,7 @@ from .engine import (
     DecodeRequest,
     Engine,
     Hypothesis,
+    runs_on_cpu,
     shared_engine,
     streaming_cpu_threads,
     validate_language,
@@ -140,8 +141,8 @@ class RealtimeWhisperProcessor:
     default processors with the same model, device and compute type share one anyway.
     Input format: ``sample_rate`` (resampled to 16 kHz), ``channels`` (downmixed), and
     ``bytes_format`` for bytes (``"f32le"`` or ``"s16le"``). ``cpu_threads``: CTranslate2's
-    threads per decode on a CPU (0: one server worker's share of the cores, 1 on 2 cores —
-    :func:`~rtwhisper.engine.ctranslate2.streaming_cpu_threads` says why).
+    threads per decode on a CPU (0: what decodes one window fastest on this machine, measured
+    once and cached — :func:`~rtwhisper.engine.ctranslate2.streaming_cpu_threads` says why).
 
     Latency knobs: ``endpoint_silence_s`` and ``endpoint_max_silence_s`` (pauses that end an
     utterance after a finished sentence and after an unfinished phrase), ``commit_probability``
@@ -213,10 +214,10 @@ class RealtimeWhisperProcessor:
         self.channels = channels
         self.bytes_format = bytes_format
         if engine is None:
-            engine = shared_engine(
-                resolve_model(model_name), device=device, compute_type=compute_type,
-                cpu_threads=cpu_threads or streaming_cpu_threads()
-            )
+            path = resolve_model(model_name)
+            if not cpu_threads and runs_on_cpu(device):
+                cpu_threads = streaming_cpu_threads(path, compute_type)
+            engine = shared_engine(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
         if getattr(engine, "multilingual", True) is False and (language not in (None, "en") or task == "translate"):
             raise ConfigError(
                 f"model {model_name!r} is English-only: it cannot "

@@ -16,19 +16,20 @@ import asyncio
 import json
 import sys
 import time
-import wave
 from typing import Any
 
 import numpy as np
+
+from ..audio import read_wav16
 
 FRAME_S = 0.1
 
 
 def read_wav(path: str) -> np.ndarray:
-    with wave.open(path) as w:
-        if w.getframerate() != 16000 or w.getnchannels() != 1 or w.getsampwidth() != 2:
-            raise SystemExit(f"{path}: the benchmark client sends 16 kHz mono 16-bit WAV files")
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    audio = read_wav16(path)
+    if audio is None:
+        raise SystemExit(f"{path}: the benchmark client sends 16 kHz mono 16-bit WAV files")
+    return audio
 
 
 async def stream(url: str, audio: np.ndarray, config: dict[str, Any], *, send_end: bool, wait_s: float,

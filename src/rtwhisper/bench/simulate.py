@@ -23,7 +23,6 @@ import platform
 import resource
 import sys
 import time
-import wave
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import WhisperEngine, streaming_cpu_threads
+from ..audio import read_wav16
+from ..engine import WhisperEngine, runs_on_cpu, streaming_cpu_threads
+from ..engine.layout import cpu_name
 from ..events import TranscriptEvent, Word
 from ..merger import COMMIT_MARGIN_S, COMMIT_PROBABILITY
 from ..metrics import cer, normalize_text, wer
@@ -108,10 +109,8 @@ def load_manifest(folder: Path) -> list[dict[str, Any]]:
 
 def load_audio(path: Path) -> np.ndarray:
     """16 kHz mono audio: WAV directly, anything else through the file source (PyAV)."""
-    if path.suffix.lower() == ".wav":
-        with wave.open(str(path)) as w:
-            if w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2:
-                return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    if path.suffix.lower() == ".wav" and (audio := read_wav16(path)) is not None:
+        return audio
     from ..sources import FileSource
 
     return np.concatenate([b.samples for b in FileSource(path)])
@@ -205,9 +204,10 @@ class Bench:
         if model_name not in self.engines:
             started = time.perf_counter()
             # Decodes as a lone stream's do, in the library and on one server worker.
-            self.engines[model_name] = WhisperEngine(resolve_model(model_name), device=self.device,
-                                                     compute_type=self.compute_type,
-                                                     cpu_threads=streaming_cpu_threads())
+            path = resolve_model(model_name)
+            threads = streaming_cpu_threads(path, self.compute_type) if runs_on_cpu(self.device) else 0
+            self.engines[model_name] = WhisperEngine(path, device=self.device, compute_type=self.compute_type,
+                                                     cpu_threads=threads)
             self.load_s[model_name] = time.perf_counter() - started
         return self.engines[model_name]
 
@@ -377,13 +377,8 @@ def environment(device: str, compute_type: str) -> dict[str, Any]:
 
     from .. import __version__
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": sys.version.split()[0],
+            "platform": platform.platform(),
             "rtwhisper": __version__, "faster_whisper": faster_whisper.__version__,
             "ctranslate2": ctranslate2.__version__, "numpy": np.__version__, "device": device,
             "compute_type": compute_type, "ct2_cuda_devices": ctranslate2.get_cuda_device_count(),

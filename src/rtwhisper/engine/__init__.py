@@ -4,14 +4,15 @@
   (:class:`Hypothesis`), and the :class:`Engine` protocol;
 * :mod:`.ctranslate2` — :class:`WhisperEngine`: batched encode / generate / align over CTranslate2;
 * :mod:`.scheduler` — many streams' due windows → batches for one engine;
-* :mod:`.cuda` — finding CUDA libraries, and the ``auto`` device that falls back to the CPU.
+* :mod:`.cuda` — finding CUDA libraries, and the ``auto`` device that falls back to the CPU;
+* :mod:`.layout` — how decodes share the CPU (workers × threads), measured once per machine.
 """
 
 from __future__ import annotations
 
 import threading
 
-from .ctranslate2 import WhisperEngine, streaming_cpu_threads
+from .ctranslate2 import WhisperEngine, runs_on_cpu, streaming_cpu_threads
 from .cuda import COMPUTE_TYPES, DEVICES, CudaUnavailableError, resolve_compute_type
 from .interface import (
     MAX_TOKENS_PER_SECOND,
@@ -25,12 +26,14 @@ from .interface import (
     Task,
     validate_language,
 )
+from .layout import CpuLayout, cpu_layout
 
 __all__ = [
     "COMPUTE_TYPES",
     "DEVICES",
     "MAX_TOKENS_PER_SECOND",
     "TASKS",
+    "CpuLayout",
     "CudaUnavailableError",
     "DecodeOptions",
     "DecodeRequest",
@@ -40,7 +43,9 @@ __all__ = [
     "SegmentScores",
     "Task",
     "WhisperEngine",
+    "cpu_layout",
     "resolve_compute_type",
+    "runs_on_cpu",
     "shared_engine",
     "streaming_cpu_threads",
     "validate_language",

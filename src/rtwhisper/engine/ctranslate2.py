@@ -52,6 +52,7 @@ from .interface import (
     SegmentScores,
     validate_options,
 )
+from .layout import available_cores, cpu_layout, prime_cpu_threads
 
 log = logging.getLogger("rtwhisper.engine")
 
@@ -174,6 +175,8 @@ class WhisperEngine:
                 log.warning("rtwhisper: the GPU cannot run the model (%s); running on the CPU", hint)
         if self.device == "cpu":
             self.cpu_threads = cpu_threads or default_cpu_threads(num_workers)
+            if self.cpu_threads > 1:
+                prime_cpu_threads(model_path, compute_type)
             model = WhisperModel(model_path, device="cpu", compute_type=resolve_compute_type(compute_type, "cpu"),
                                  cpu_threads=self.cpu_threads, num_workers=num_workers)
         self.compute_type = resolve_compute_type(compute_type, self.device)
@@ -443,43 +446,37 @@ class WhisperEngine:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity, which containers set)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def default_cpu_threads(num_workers: int = 1) -> int:
     """The cores this process may run on, shared by the workers."""
     return max(1, available_cores() // max(1, num_workers))
 
 
-def streaming_cpu_threads() -> int:
-    """CPU threads for the decodes of one stream that has the engine to itself: what one of the
-    server's default workers gets (:func:`default_workers`), 1 on 2 cores.
+def runs_on_cpu(device: str) -> bool:
+    """Whether an engine for ``device`` decodes on the CPU (``auto`` without a visible GPU)."""
+    return device == "cpu" or (device == "auto" and cuda_device_count() == 0)
 
-    A streaming window's decoder steps multiply small matrices, which intra-op threads slow
-    down: one `base` stream on 2 cores (the long LJ file's first 60 s, one decode at a time)
-    took 328 ms an update with one thread and 439 ms with two (generate 129 → 245 ms; the
-    encoder gained nothing). Whole files, whose 30 s windows are large, keep every core.
+
+def streaming_cpu_threads(model_path: str, compute_type: str = "auto") -> int:
+    """CPU threads for the decodes of one stream that has the engine to itself, measured on this
+    machine (:func:`~rtwhisper.engine.layout.cpu_layout`, ``library_threads``).
+
+    A streaming window's decoder steps multiply small matrices, and whether intra-op threads
+    speed them up depends on the CPU: on a 2-core Intel Xeon one `base` update took 328 ms on
+    one thread and 439 ms on two, on a 2-core AMD EPYC 1.43 s and 1.23 s. Whole files, whose
+    30 s windows are large, keep every core.
     """
-    return default_cpu_threads(default_workers("cpu"))
+    return cpu_layout(model_path, resolve_compute_type(compute_type, "cpu")).library_threads
 
 
 def default_workers(device: str) -> int:
-    """Engine calls to run at once when the server is not told: 2 on a CPU with 2 cores or more, else 1.
+    """Engine calls to run at once when neither workers nor threads are measured or given: 1 on a
+    GPU (more were not measured), else 2 on a CPU with 2 cores or more.
 
-    Measured on 2 CPU cores with real-time clients (docs/benchmarks.md): two calls of one
-    thread each beat one call of two threads for every load tried — one `base` stream
-    (final p50 1.15 s against 1.22 s, and a fifth less CPU time), two `base` streams (p90
-    1.83 s against 2.97 s), four `tiny.en` streams (p90 1.85 s against 3.06 s) — because
-    CTranslate2's intra-op threads gain little on a streaming window's small matrices.
-    Two calls of two threads each (oversubscribed) were worse than either. On a GPU one
-    worker is kept (more were not measured).
+    A server on a CPU told neither asks :func:`~rtwhisper.engine.layout.cpu_layout`, which
+    measures two workers against one (on 2 Intel cores two one-thread workers beat one
+    two-thread worker for every load tried; on 2 AMD cores one two-thread worker won).
     """
-    if device == "cuda" or (device == "auto" and cuda_device_count() > 0):
+    if not runs_on_cpu(device):
         return 1
     return min(2, available_cores())
 

@@ -19,14 +19,16 @@ Overload is handled in three steps, each visible:
    arrived meanwhile in its next window, so under load each stream is updated less often
    but never falls further behind than one update.
 2. **Admission control**: a new stream is refused (:class:`Overloaded`) while windows wait
-   longer than ``max_delay_s`` between being due and being decoded (the p90 of the last
-   ``load_window_s``): the engine is saturated, and one more stream would make every admitted
-   stream fall behind. (Busy time alone says little: a lone stream keeps an idle engine
-   busy by updating more often, and gives the time back when others arrive.)
-3. **Shedding**: if the engine is saturated and a stream still falls ``max_lag_s`` behind, the
-   newest stream is closed with a reason ("overloaded"), so the others keep their latency.
-   (A stream that is behind only because its client sends faster than real time is its own
-   affair: the server's backlog limit deals with it.)
+   longer than ``max_delay_s`` for a worker once due (the p90 of the last ``load_window_s``):
+   the engine is saturated, and one more stream would make every admitted stream fall behind.
+   (Busy time alone says little: a lone stream keeps an idle engine busy by updating more
+   often, and gives the time back when others arrive. Nor does a decode's own length: on a
+   slow CPU one `base` update takes a second, and counting it as waiting refused a second
+   stream that batching would have served.)
+3. **Shedding**: if the engine is saturated and a stream still falls ``max_lag_s`` behind real
+   time (:attr:`StreamHandle.behind_s`), the newest stream is closed with a reason
+   ("overloaded"), so the others keep their latency. (Audio that a client sends faster than
+   real time is not lag: the server's backlog limit deals with it.)
 
 WhisperLive's ``batch_inference.py`` batches the same way (a short collection window, a
 maximum batch size); the earliest-deadline-first order is the classic real-time rule
@@ -160,6 +162,13 @@ class StreamHandle:
         return max(0.0, self.received_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
 
     @property
+    def behind_s(self) -> float:
+        """How far recognition trails real time: like :attr:`lag_s`, but audio counts only as fast
+        as it could have been spoken since the stream opened (a fast sender is not behind)."""
+        spoken_s = min(self.received_s, self._scheduler.clock() - self.opened_s)
+        return max(0.0, spoken_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
+
+    @property
     def _busy(self) -> bool:
         """Whether a request of the stream is waiting or on the engine."""
         return self._due is not None or bool(self._sent)
@@ -196,7 +205,7 @@ class Scheduler:
         self._streams: dict[int, StreamHandle] = {}
         self._ids = itertools.count(1)
         self._busy: deque[tuple[float, float]] = deque()  # (start, end) of recent engine calls
-        self._delays: deque[tuple[float, float]] = deque()  # (when, due-to-decoded seconds) of recent windows
+        self._delays: deque[tuple[float, float]] = deque()  # (when, due-to-started seconds) of recent windows
         self._running = True
         self._batches = 0
         self._windows = 0
@@ -228,7 +237,7 @@ class Scheduler:
             if n and delay > self.max_delay_s:
                 self._refused += 1
                 raise Overloaded(f"the recogniser is saturated: with {n} live stream(s) windows wait {delay:.1f} s "
-                                 f"to be decoded, over the {self.max_delay_s:g} s this server allows")
+                                 f"for a worker, over the {self.max_delay_s:g} s this server allows")
             handle = StreamHandle(next(self._ids), processor, on_events, on_close or (lambda reason: None),
                                   self.clock(), self)
             self._streams[handle.id] = handle
@@ -268,7 +277,7 @@ class Scheduler:
         return busy / self.load_window_s
 
     def _delay(self) -> float:
-        """p90 of due-to-decoded time of the windows of the last ``load_window_s`` (0 with none)."""
+        """p90 of how long the windows of the last ``load_window_s`` waited for a worker once due (0 with none)."""
         since = self.clock() - self.load_window_s
         while self._delays and self._delays[0][0] < since:
             self._delays.popleft()
@@ -449,7 +458,7 @@ class Scheduler:
             self._largest = max(self._largest, len(batch))
             for ticket, hypothesis in zip(tickets, hypotheses, strict=True):
                 ticket.hypothesis = hypothesis
-                self._delays.append((ended, ended - ticket.due_since))
+                self._delays.append((ended, max(0.0, started - ticket.due_since)))
         for handle, ticket in zip(batch, tickets, strict=True):
             handle.compute_s += (ended - started) * ticket.request.duration_s / total
             while handle._sent and handle._sent[0].hypothesis is not None and not handle._closed:
@@ -472,14 +481,14 @@ class Scheduler:
             # Shedding helps only with company, and the streams left need time to catch up.
             if len(self._streams) < 2 or self.clock() - self._last_shed < self.max_lag_s:
                 return
-            behind = [h for h in self._streams.values() if h.lag_s > self.max_lag_s]
+            behind = [h for h in self._streams.values() if h.behind_s > self.max_lag_s]
             if not behind or self._delay() <= self.max_delay_s:
                 return
             self._last_shed = self.clock()
             newest = max(self._streams.values(), key=lambda h: h.opened_s)
             self._shed += 1
         log.warning("overloaded: stream %d is %.1f s behind; closing the newest stream %d", behind[0].id,
-                    behind[0].lag_s, newest.id)
+                    behind[0].behind_s, newest.id)
         self._drop(newest, reason=f"overloaded: streams fell {self.max_lag_s:g} s behind; this stream, the newest, "
                                   "was closed so the others keep up — try again later", notify=True)
 

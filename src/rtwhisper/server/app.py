@@ -22,7 +22,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..engine import WhisperEngine, shared_engine
+from ..engine import WhisperEngine, cpu_layout, resolve_compute_type, runs_on_cpu, shared_engine
 from ..engine.ctranslate2 import default_workers
 from ..engine.scheduler import Scheduler
 from ..models import resolve_model
@@ -37,15 +37,22 @@ from .ws import serve_stream
 def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | None = None) -> FastAPI:
     """Build the app and load the model (an unknown model fails here, before a port is bound)."""
     config = config or ServerConfig()
-    workers = config.workers or default_workers(config.device)
+    workers, threads, layout = config.workers, config.cpu_threads, None
     if engine is None:
-        engine = shared_engine(resolve_model(config.resolved_model_name), device=config.device,
-                               compute_type=config.compute_type, cpu_threads=config.cpu_threads,
+        path = resolve_model(config.resolved_model_name)
+        if not workers and not threads and runs_on_cpu(config.device):
+            # Neither given: how decodes share this CPU is measured (once per machine and model).
+            layout = cpu_layout(path, resolve_compute_type(config.compute_type, "cpu"))
+            workers, threads = layout.workers, layout.threads
+        workers = workers or default_workers(config.device)
+        engine = shared_engine(path, device=config.device, compute_type=config.compute_type, cpu_threads=threads,
                                num_workers=workers)
+    workers = workers or default_workers(config.device)
     scheduler = Scheduler(engine, max_batch=config.max_batch, batch_wait_s=config.batch_wait_s,
                           max_delay_s=config.max_delay_s, max_streams=config.max_connections,
                           workers=workers, decode_ahead=config.decode_ahead)
-    state = ServerState(config, engine, scheduler, upload_slots=asyncio.Semaphore(config.max_concurrent_uploads))
+    state = ServerState(config, engine, scheduler, upload_slots=asyncio.Semaphore(config.max_concurrent_uploads),
+                        cpu_layout=layout)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:

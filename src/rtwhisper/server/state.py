@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine import WhisperEngine
+from ..engine import CpuLayout, WhisperEngine
 from ..engine.scheduler import Scheduler
 from ..processor import RealtimeWhisperProcessor
 from .config import ServerConfig
@@ -27,6 +27,8 @@ class ServerState:
     connections: int = 0
     uploads: int = 0
     refused: int = 0
+    cpu_layout: CpuLayout | None = None
+    """How decodes share the CPU, when the server measured it (neither workers nor threads given)."""
     replica: dict[str, Any] | None = None
     """Which replica this is, under Ray Serve (id and process); told to each stream in its ready message."""
 

@@ -1,0 +1,243 @@
+"""How decodes share the CPU: engine workers × threads each, measured once per machine and model.
+
+Two layouts compete on a machine with ``cores`` cores (``cores >= 2``):
+
+* **split** — two workers of ``cores // 2`` threads each (CTranslate2 replicas sharing the
+  weights): two decodes at once, a lone stream's next update on the spare worker;
+* **whole** — one worker of ``cores`` threads: one decode at a time on every core, many
+  streams batched into it.
+
+Which wins is a property of the machine, not of rtwhisper, and the two machines this project
+was measured on disagree. On a 2-core Intel Xeon (AVX-512, CTranslate2 on Intel MKL) an update
+of ``base`` took 328 ms on one thread and 439 ms on two (intra-op threads slow the decoder's
+small steps), and two one-thread workers beat one two-thread worker for every load tried. On a
+2-core AMD EPYC (AVX2, CTranslate2 on oneDNN) one update took 1.62 s on each of two one-thread
+workers at once and 0.96 s on one two-thread worker: a lone real-time ``base`` stream over a
+real server had final p50 3.48 s split and 2.62 s whole, four ``tiny.en`` streams 4.86 s and
+3.67 s (``docs/benchmarks.md``). So the layout is measured: :func:`cpu_layout` decodes the
+bundled sample's first seconds both ways (two decodes at once on *split*, one on *whole*) and
+keeps *whole* when its decode is no slower than each of the two at once — a lone stream's
+update is then at least as quick, and batching gives the throughput back. A processor that
+runs one decode at a time (the library's ``results()``) compares one decode on ``cores // 2``
+threads against one on ``cores``.
+
+The answer is cached (``cpu-layout.json`` in :func:`~rtwhisper.models.cache_dir`), keyed by
+CPU, core count, CTranslate2 version, model and compute type: measuring costs a few decodes
+(about 1 s for ``base`` on the Xeon, 8 s on the EPYC), once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("rtwhisper.engine")
+
+PROBE_S = 8.0
+"""Seconds of the bundled sample one probe decode hears: a typical streaming window."""
+PROBE_ROUNDS = 2
+"""Timed rounds per layout (after one warm-up); the best counts, as timeit's ``min`` does."""
+CACHE_FILE = "cpu-layout.json"
+
+_LOCK = threading.Lock()
+_PRIME_LOCK = threading.Lock()
+_PRIMED = False
+
+
+@dataclass(frozen=True)
+class CpuLayout:
+    """Engine workers and threads per worker for decoding on this CPU.
+
+    ``workers`` × ``threads``: the server's engine. ``library_threads``: the threads of a
+    processor's engine that decodes one window at a time. ``probe_s``: the probe's seconds
+    per decode — ``"split"`` (each of two at once), ``"split_alone"`` (one on the split
+    threads) and ``"whole"`` — empty when nothing was measured. ``source``: ``"measured"``,
+    ``"cached"`` or ``"rule"`` (one core: nothing to choose).
+    """
+
+    workers: int
+    threads: int
+    library_threads: int
+    probe_s: dict[str, float] = field(default_factory=dict)
+    source: str = "rule"
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers set)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose(cores: int, probe_s: dict[str, float], *, source: str = "measured") -> CpuLayout:
+    """The layout the probe's figures call for (the rule in the module docstring)."""
+    share = max(1, cores // 2)
+    whole = probe_s["whole"] <= probe_s["split"]
+    library = cores if probe_s["whole"] < probe_s["split_alone"] else share
+    return CpuLayout(1 if whole else 2, cores if whole else share, library, dict(probe_s), source)
+
+
+def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | None = None) -> CpuLayout:
+    """This machine's layout for ``model_path``: from the cache, else measured (and cached).
+
+    ``cache``: the cache file (default ``cpu-layout.json`` in rtwhisper's cache folder).
+    """
+    from ..models import cache_dir
+
+    cores = available_cores()
+    if cores < 2:
+        return CpuLayout(1, 1, 1)
+    path = cache or cache_dir() / CACHE_FILE
+    key = _key(model_path, compute_type, cores)
+    with _LOCK, _machine_lock(path):
+        known = _read(path).get(key)
+        if isinstance(known, dict) and isinstance(known.get("probe_s"), dict):
+            try:
+                return choose(cores, {k: float(v) for k, v in known["probe_s"].items()}, source="cached")
+            except (KeyError, TypeError, ValueError):
+                pass  # an entry of another shape: measure again
+        log.info("rtwhisper: measuring how this CPU decodes %s best (once; cached in %s)", model_path, path)
+        layout = choose(cores, probe(model_path, compute_type, cores))
+        entries = _read(path)
+        entries[key] = {**asdict(layout), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(entries, indent=1, sort_keys=True), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:  # a read-only cache costs a probe per process, nothing else
+            log.warning("rtwhisper: could not cache the CPU layout in %s: %s", path, exc)
+        log.info("rtwhisper: %d worker(s) × %d thread(s) (probe: %s)", layout.workers, layout.threads,
+                 {k: round(v, 3) for k, v in layout.probe_s.items()})
+        return layout
+
+
+def probe(model_path: str, compute_type: str, cores: int) -> dict[str, float]:
+    """Seconds per decode of the sample's first ``PROBE_S``: split (two at once, and alone) and whole."""
+    from ..audio import SAMPLE_RATE, read_wav16
+    from ..samples import sample_path
+    from .ctranslate2 import WhisperEngine
+    from .interface import DecodeOptions, DecodeRequest
+
+    audio = read_wav16(sample_path())
+    assert audio is not None, "the bundled sample is 16 kHz mono 16-bit"
+    audio = audio[: int(PROBE_S * SAMPLE_RATE)]
+    request = DecodeRequest(audio, DecodeOptions(language="en"))
+
+    def engine(threads: int, workers: int) -> WhisperEngine:
+        return WhisperEngine(model_path, device="cpu", compute_type=compute_type, cpu_threads=threads,
+                             num_workers=workers)
+
+    def split_figures() -> dict[str, float]:
+        split = engine(max(1, cores // 2), 2)
+
+        def together() -> None:
+            threads = [threading.Thread(target=split.transcribe_batch, args=([request],)) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+
+        return {"split": _best(together), "split_alone": _best(lambda: split.transcribe_batch([request]))}
+
+    out = split_figures()  # its engine is freed before the next one loads
+    whole = engine(cores, 1)
+    out["whole"] = _best(lambda: whole.transcribe_batch([request]))
+    return out
+
+
+def prime_cpu_threads(model_path: str, compute_type: str) -> None:
+    """Before a process's first multi-threaded CPU decode: two one-thread encodes at once on a
+    throwaway pair of replicas (once per process).
+
+    Measured on a 2-core AMD EPYC (CTranslate2 4.8.5 on oneDNN and libgomp), not understood: a
+    two-thread engine that is the first to decode in its process runs every decode at about
+    the speed of one thread (``base``: 1.17 s for 8 s of speech; the encoder's largest matrix
+    product 28.7 ms against 14.1 ms); once two single-thread replicas have run at the same time
+    in the process, it runs them at two threads' speed (0.77 s), for the life of the process.
+    One replica alone, or a two-thread engine used and freed, changes nothing. It costs two
+    2 s encodes and a model load (about 0.5 s for ``base`` on that machine).
+    """
+    global _PRIMED
+    with _PRIME_LOCK:
+        if _PRIMED:
+            return
+        _PRIMED = True
+        import ctranslate2
+
+        from .cuda import resolve_compute_type
+
+        pair = ctranslate2.models.Whisper(model_path, device="cpu", compute_type=resolve_compute_type(
+            compute_type, "cpu"), intra_threads=1, inter_threads=2)
+        features = ctranslate2.StorageView.from_array(np.zeros((1, pair.n_mels, 200), dtype=np.float32))
+        runs = [threading.Thread(target=pair.encode, args=(features,)) for _ in range(2)]
+        for run in runs:
+            run.start()
+        for run in runs:
+            run.join()
+        del pair
+
+
+def _best(run: Any) -> float:
+    run()  # warm-up: the first call allocates and packs
+    times = []
+    for _ in range(PROBE_ROUNDS):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+def _key(model_path: str, compute_type: str, cores: int) -> str:
+    import ctranslate2
+
+    return f"{cpu_name()}|{cores} cores|ctranslate2 {ctranslate2.__version__}|{model_path}|{compute_type}"
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "cpu")
+    except OSError:
+        import platform
+
+        return platform.processor() or "cpu"
+
+
+@contextlib.contextmanager
+def _machine_lock(path: Path) -> Iterator[None]:
+    """Hold a lock file beside the cache: processes that start together (Ray Serve's replicas)
+    measure one at a time, and the later ones read what the first measured, instead of timing
+    decodes that compete for the same cores."""
+    try:
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_suffix(".lock"), "a")  # held for the block
+    except (ImportError, OSError):  # no flock (Windows) or no writable cache: measure unlocked
+        yield
+        return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,92 @@
+"""How decodes share the CPU: the rule, the cache, and (with the real model) the probe."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rtwhisper.engine import layout as layout_module
+from rtwhisper.engine.layout import CpuLayout, choose, cpu_layout
+
+INTEL = {"split": 0.38, "split_alone": 0.33, "whole": 0.44}
+"""The shape measured on 2 Intel cores: two one-thread decodes at once beat one two-thread decode."""
+AMD = {"split": 1.30, "split_alone": 1.21, "whole": 0.71}
+"""On 2 AMD cores: one decode on both cores is nearly twice as fast."""
+
+
+def test_the_rule_keeps_two_workers_where_threads_do_not_pay():
+    assert choose(2, INTEL) == CpuLayout(2, 1, 1, INTEL, "measured")
+    assert choose(2, AMD) == CpuLayout(1, 2, 2, AMD, "measured")
+    # 16 cores: two workers of 8 threads, or one of 16
+    assert (choose(16, INTEL).workers, choose(16, INTEL).threads) == (2, 8)
+    assert (choose(16, AMD).workers, choose(16, AMD).threads) == (1, 16)
+    # a lone decode faster on every core, yet two at once faster still: the server splits, the library does not
+    mixed = {"split": 0.40, "split_alone": 0.36, "whole": 0.45}
+    assert (choose(2, mixed).workers, choose(2, mixed).library_threads) == (2, 1)
+    faster_alone = {"split": 0.50, "split_alone": 0.45, "whole": 0.42}
+    assert (choose(2, faster_alone).workers, choose(2, faster_alone).library_threads) == (1, 2)
+
+
+@pytest.fixture
+def counted_probe(monkeypatch):
+    calls = []
+
+    def fake_probe(model_path, compute_type, cores):
+        calls.append((model_path, compute_type, cores))
+        return dict(AMD)
+
+    monkeypatch.setattr(layout_module, "probe", fake_probe)
+    monkeypatch.setattr(layout_module, "available_cores", lambda: 2)
+    return calls
+
+
+def test_measured_once_then_read_from_the_cache(tmp_path, counted_probe):
+    cache = tmp_path / "layout.json"
+    first = cpu_layout("/models/base", "int8", cache=cache)
+    assert (first.workers, first.threads, first.source) == (1, 2, "measured") and len(counted_probe) == 1
+    again = cpu_layout("/models/base", "int8", cache=cache)
+    assert (again.workers, again.threads, again.source) == (1, 2, "cached") and len(counted_probe) == 1
+    assert again.probe_s == AMD
+    # another model (or compute type) is measured on its own, and both stay cached
+    cpu_layout("/models/tiny.en", "int8", cache=cache)
+    assert len(counted_probe) == 2
+    entries = json.loads(cache.read_text())
+    assert len(entries) == 2 and all("2 cores" in key and "ctranslate2" in key for key in entries)
+
+
+def test_a_broken_cache_is_measured_again_and_rewritten(tmp_path, counted_probe):
+    cache = tmp_path / "layout.json"
+    cache.write_text("{not json")
+    assert cpu_layout("/models/base", "int8", cache=cache).source == "measured"
+    key = next(iter(json.loads(cache.read_text())))
+    cache.write_text(json.dumps({key: {"probe_s": {"split": "fast"}}}))  # an entry of another shape
+    assert cpu_layout("/models/base", "int8", cache=cache).source == "measured"
+    assert len(counted_probe) == 2 and json.loads(cache.read_text())[key]["probe_s"] == AMD
+
+
+def test_an_unwritable_cache_still_gives_the_measured_layout(tmp_path, counted_probe):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    layout = cpu_layout("/models/base", "int8", cache=blocker / "layout.json")  # its folder is a file
+    assert (layout.workers, layout.threads, layout.source) == (1, 2, "measured")
+
+
+def test_one_core_has_nothing_to_choose(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout_module, "available_cores", lambda: 1)
+    monkeypatch.setattr(layout_module, "probe", lambda *a: pytest.fail("no probe on one core"))
+    assert cpu_layout("/models/base", "int8", cache=tmp_path / "x.json") == CpuLayout(1, 1, 1)
+
+
+@pytest.mark.model
+def test_the_probe_times_real_decodes_both_ways(tmp_path):
+    from rtwhisper.models import resolve_model
+
+    cores = layout_module.available_cores()
+    if cores < 2:
+        pytest.skip("one core: nothing to measure")
+    figures = layout_module.probe(resolve_model("tiny.en"), "int8", cores)
+    assert set(figures) == {"split", "split_alone", "whole"}
+    assert all(0.01 < t < 30 for t in figures.values()), figures
+    # two decodes at once take longer each than one alone on the same threads (they share the cores)
+    assert figures["split"] > 0.9 * figures["split_alone"], figures
