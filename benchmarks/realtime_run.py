@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rtwhisper.bench.realtime import realtime_section
+from rtwhisper.bench.realtime import realtime_models, realtime_section
 from rtwhisper.bench.report import realtime_lines
 from rtwhisper.bench.simulate import environment, load_audio, load_manifest
 from rtwhisper.engine import DecodeOptions, shared_engine
@@ -69,7 +69,7 @@ def main() -> int:
     started = time.perf_counter()
     engine = shared_engine(resolve_model("base"), device="cpu")
     report: dict[str, Any] = {"set": str(args.folder), "environment": environment("cpu", "int8")}
-    report["realtime"] = realtime_section(args.folder, entries, list(installed_models()), progress=progress,
+    report["realtime"] = realtime_section(args.folder, entries, realtime_models(installed_models()), progress=progress,
                                           capacity=not args.no_capacity, batching_engine=engine)
     long = next(e for e in entries if e.get("long") and e["lang"] == "en" and "silence" not in e["path"])
     progress("whole-file transcription against faster-whisper")

@@ -124,12 +124,13 @@ def test_updates_decoded_ahead_on_a_spare_worker_keep_the_words(base_engine, man
     assert all(a.end_s <= b.start_s + 1e-6 for a, b in itertools.pairwise(words))
 
 
-@pytest.mark.parametrize("path", ["en/jfk.wav", "en/LJ001-0001.wav", "en/LJ001-0016.wav"])
+@pytest.mark.parametrize("path", ["en/jfk.wav", "en/LJ001-0016.wav"])
 def test_a_word_one_hypothesis_is_sure_of_is_final_sooner_and_the_same(base_engine, manifest, path):
     """The default commit rule: a word of probability 0.9 or more that ends 0.1 s before its
     window's audio is final without waiting for the next update to agree. Measured here, on the
-    audio's clock (0.1 s blocks, compute free): per-word median 0.65 / 0.73 / 0.72 s against
-    0.79 / 0.84 / 0.84 s with agreement alone, every word the same."""
+    audio's clock (0.1 s blocks, compute free): per-word median 0.65 / 0.72 s against
+    0.79 / 0.84 s with agreement alone, every word the same (LJ001-0001 too: 0.73 / 0.84 s; left
+    out of the suite for its time)."""
     audio = load_wav(path)
 
     def run(**options):
@@ -271,8 +272,10 @@ def long_file(manifest):
     return audio, manifest[rel]["text"], offline
 
 
-@pytest.mark.parametrize(("chunk", "overlap"), [(2.0, 0.2), (5.0, 0.5)])
-def test_long_file_streaming_matches_offline(long_file, base_engine, chunk, overlap):
+def test_long_file_streaming_matches_offline(long_file, base_engine):
+    """The guide's 2 s chunks with 0.2 s overlap (5 s / 0.5 s measured the same: 2.87 %;
+    ``rtwhisper bench`` runs every preset on this file)."""
+    chunk, overlap = 2.0, 0.2
     audio, reference, offline = long_file
     proc = RealtimeWhisperProcessor(engine=base_engine, chunk_duration=chunk, overlap_duration=overlap,
                                     language="en")
@@ -303,13 +306,14 @@ def test_no_words_in_silence_or_noise(base_engine, mode):
         return RealtimeWhisperProcessor(engine=base_engine, **options)
 
     audio = load_wav("en/long_lj001_with_silences.wav")
-    # to 4 s past the third silence (the last 24 s hold none); beam 5 costs several times as much:
-    # the Korean mode hears two of the three
-    audio = audio[: (110 if mode == "english" else 72) * 16000]
+    # from 5 s before the first of the three 8 s silences to 4 s past the second (a second of
+    # speech costs the suite about one of decoding; beam 5 several): the Korean mode hears the first
+    start_s, end_s = (22, 72) if mode == "english" else (19, 39)
+    audio = audio[start_s * 16000:end_s * 16000]
     stretches = silent_stretches(audio)
-    assert len(stretches) >= (3 if mode == "english" else 2)
+    assert len(stretches) >= (2 if mode == "english" else 1)
     words = [w for e in stream(make(), audio, 0.5) if e.is_final for w in e.words]
-    assert len(words) > (100 if mode == "english" else 60)
+    assert len(words) > (60 if mode == "english" else 20)
     inside = [(w.text, w.start_s) for w in words for a, b in stretches
               if a + 0.5 < (w.start_s + w.end_s) / 2 < b - 0.5]
     assert inside == []
@@ -333,30 +337,21 @@ def test_korean_mode_on_real_korean_speech(base_engine, manifest):
 
 
 def test_korean_streaming_is_as_accurate_as_offline(base_engine, manifest):
-    """Issue #14: the korean preset (base) within 1.0 CER point of base offline with beam 5, on the
-    Zeroth sentences (pooled) and their joined long file; no prompt text in the output."""
-    from rtwhisper.metrics import edit_distance, normalize_text
-
-    def pooled(pairs):
-        chars = [(list(normalize_text(r).replace(" ", "")), list(normalize_text(h).replace(" ", ""))) for r, h in pairs]
-        return sum(edit_distance(r, h) for r, h in chars) / sum(len(r) for r, _ in chars)
-
-    clips = sorted(p for p in manifest if p.startswith("ko/zeroth_"))
-    assert len(clips) == 10
-    results = {}
-    for name, paths in (("clips", clips), ("long", ["ko/long_zeroth_104.wav"])):
-        streamed, offline = [], []
-        for rel in paths:
-            audio = load_wav(rel)
-            text = final_text(stream(RealtimeWhisperProcessor.from_preset("korean", engine=base_engine), audio))
-            segments, _ = base_engine.whisper_model.transcribe(audio, language="ko", beam_size=5, vad_filter=True)
-            streamed.append((manifest[rel]["text"], text))
-            offline.append((manifest[rel]["text"], " ".join(s.text for s in segments)))
-            assert "알겠습니다" not in text
-        results[name] = (pooled(streamed), pooled(offline))
-    print("korean CER (streaming, offline):", results)
-    for streaming_cer, offline_cer in results.values():
-        assert streaming_cer <= offline_cer + 0.01
+    """Issue #14: the korean preset (base) within 1.0 CER point of base offline with beam 5 on the
+    ten Zeroth sentences joined (100 s, nine seams between speakers); no prompt text in the
+    output. The sentences one by one, pooled, held too (the suite ran both; ``rtwhisper bench``
+    measures them): the joined file is the one with the seams."""
+    rel = "ko/long_zeroth_104.wav"
+    audio = load_wav(rel)
+    text = final_text(stream(RealtimeWhisperProcessor.from_preset("korean", engine=base_engine), audio))
+    segments, _ = base_engine.whisper_model.transcribe(audio, language="ko", beam_size=5, vad_filter=True)
+    offline = " ".join(s.text for s in segments)
+    reference = manifest[rel]["text"]
+    streaming_cer, offline_cer = cer(reference, text), cer(reference, offline)
+    print(f"korean CER: streaming {streaming_cer:.2%}, offline {offline_cer:.2%}")
+    assert "알겠습니다" not in text
+    assert len(HANGUL.findall(text)) >= 0.8 * len(HANGUL.findall(reference))  # nothing lost at the seams
+    assert streaming_cer <= offline_cer + 0.01, text
 
 
 def test_korean_translated_to_english(base_engine):

@@ -426,6 +426,7 @@ def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | N
     started = time.perf_counter()
     bench = Bench(folder, device=device, compute_type=compute_type, progress=progress)
     available = sorted(installed_models())
+    configs_given = configs is not None
     configs = list(configs) if configs is not None else default_configs(available, quick=quick)
     streaming = [bench.run_config(c, include_long=include_long == "all" or (include_long == "main" and i == 0))
                  for i, c in enumerate(configs)]
@@ -438,9 +439,10 @@ def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | N
         "memory": bench.memory_per_stream(configs[0].model_name),
     }
     if realtime:
-        from .realtime import realtime_section
+        from .realtime import realtime_models, realtime_section
 
-        report["realtime"] = realtime_section(folder, bench.entries, available, progress=bench.progress,
+        chosen = models if configs_given else realtime_models(available)  # ``--model``: that one only
+        report["realtime"] = realtime_section(folder, bench.entries, chosen, progress=bench.progress,
                                               capacity=capacity, batching_engine=bench.engine(configs[0].model_name))
     report["wall_s"] = time.perf_counter() - started
     from .report import write_report

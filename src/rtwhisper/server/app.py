@@ -38,16 +38,15 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
     """Build the app and load the model (an unknown model fails here, before a port is bound)."""
     config = config or ServerConfig()
     workers, threads, layout = config.workers, config.cpu_threads, None
-    if engine is None:
-        path = resolve_model(config.resolved_model_name)
-        if not workers and not threads and runs_on_cpu(config.device):
-            # Neither given: how decodes share this CPU is measured (once per machine and model).
-            layout = cpu_layout(path, resolve_compute_type(config.compute_type, "cpu"))
-            workers, threads = layout.workers, layout.threads
-        workers = workers or default_workers(config.device)
-        engine = shared_engine(path, device=config.device, compute_type=config.compute_type, cpu_threads=threads,
-                               num_workers=workers)
+    path = resolve_model(config.resolved_model_name) if engine is None else None
+    if path is not None and not workers and not threads and runs_on_cpu(config.device):
+        # Neither given: how decodes share this CPU is measured (once per machine and model).
+        layout = cpu_layout(path, resolve_compute_type(config.compute_type, "cpu"))
+        workers, threads = layout.workers, layout.threads
     workers = workers or default_workers(config.device)
+    if engine is None:
+        engine = shared_engine(str(path), device=config.device, compute_type=config.compute_type,
+                               cpu_threads=threads, num_workers=workers)
     scheduler = Scheduler(engine, max_batch=config.max_batch, batch_wait_s=config.batch_wait_s,
                           max_delay_s=config.max_delay_s, max_streams=config.max_connections,
                           workers=workers, decode_ahead=config.decode_ahead)
