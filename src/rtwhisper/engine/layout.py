@@ -17,7 +17,12 @@ real server had final p50 3.48 s split and 2.62 s whole, four ``tiny.en`` stream
 3.67 s (``docs/benchmarks.md``). So the layout is measured: :func:`cpu_layout` decodes the
 bundled sample's first seconds both ways (two decodes at once on *split*, one on *whole*) and
 keeps *whole* when its decode is no slower than each of the two at once — a lone stream's
-update is then at least as quick, and batching gives the throughput back. A processor that
+update is then at least as quick — and two of its decodes one after the other take at most
+``WHOLE_THROUGHPUT_LOSS`` times the two at once on *split*: many streams need the throughput.
+(On the Xeon ``tiny.en`` decoded a little faster whole, 0.12 s against 0.15 s, but two took
+1.4–1.7× as long as on two workers: four real-time ``tiny.en`` streams read final p90 3.07 s
+whole against 1.69 s split. On the EPYC two whole decodes took 1.09× (``base``) and 1.21×
+(``tiny.en``) the two at once.) A processor that
 runs one decode at a time (the library's ``results()``) compares one decode on ``cores // 2``
 threads against one on ``cores``.
 
@@ -48,6 +53,10 @@ PROBE_S = 8.0
 PROBE_ROUNDS = 2
 """Timed rounds per layout (after one warm-up); the best counts, as timeit's ``min`` does."""
 CACHE_FILE = "cpu-layout.json"
+WHOLE_THROUGHPUT_LOSS = 1.3
+"""How much longer two decodes one after the other on *whole* may take than two at once on
+*split* for *whole* to be kept (the module docstring: measured 1.09–1.21 where *whole* served
+better, 1.43–1.70 where it halved the streams served)."""
 
 _LOCK = threading.Lock()
 _PRIME_LOCK = threading.Lock()
@@ -83,7 +92,8 @@ def available_cores() -> int:
 def choose(cores: int, probe_s: dict[str, float], *, source: str = "measured") -> CpuLayout:
     """The layout the probe's figures call for (the rule in the module docstring)."""
     share = max(1, cores // 2)
-    whole = probe_s["whole"] <= probe_s["split"]
+    whole = (probe_s["whole"] <= probe_s["split"]
+             and 2 * probe_s["whole"] <= WHOLE_THROUGHPUT_LOSS * probe_s["split"])
     library = cores if probe_s["whole"] < probe_s["split_alone"] else share
     return CpuLayout(1 if whole else 2, cores if whole else share, library, dict(probe_s), source)
 
