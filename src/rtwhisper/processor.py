@@ -51,7 +51,6 @@ from .engine import (
     DecodeRequest,
     Engine,
     Hypothesis,
-    runs_on_cpu,
     shared_engine,
     streaming_cpu_threads,
     validate_language,
@@ -215,9 +214,8 @@ class RealtimeWhisperProcessor:
         self.bytes_format = bytes_format
         if engine is None:
             path = resolve_model(model_name)
-            if not cpu_threads and runs_on_cpu(device):
-                cpu_threads = streaming_cpu_threads(path, compute_type)
-            engine = shared_engine(path, device=device, compute_type=compute_type, cpu_threads=cpu_threads)
+            engine = shared_engine(path, device=device, compute_type=compute_type,
+                                   cpu_threads=cpu_threads or streaming_cpu_threads(path, compute_type, device))
         if getattr(engine, "multilingual", True) is False and (language not in (None, "en") or task == "translate"):
             raise ConfigError(
                 f"model {model_name!r} is English-only: it cannot "

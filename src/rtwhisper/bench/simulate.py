@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import read_wav16
-from ..engine import WhisperEngine, runs_on_cpu, streaming_cpu_threads
+from ..engine import WhisperEngine, streaming_cpu_threads
 from ..engine.layout import cpu_name
 from ..events import TranscriptEvent, Word
 from ..merger import COMMIT_MARGIN_S, COMMIT_PROBABILITY
@@ -205,9 +205,9 @@ class Bench:
             started = time.perf_counter()
             # Decodes as a lone stream's do, in the library and on one server worker.
             path = resolve_model(model_name)
-            threads = streaming_cpu_threads(path, self.compute_type) if runs_on_cpu(self.device) else 0
-            self.engines[model_name] = WhisperEngine(path, device=self.device, compute_type=self.compute_type,
-                                                     cpu_threads=threads)
+            self.engines[model_name] = WhisperEngine(
+                path, device=self.device, compute_type=self.compute_type,
+                cpu_threads=streaming_cpu_threads(path, self.compute_type, self.device))
             self.load_s[model_name] = time.perf_counter() - started
         return self.engines[model_name]
 

@@ -456,15 +456,18 @@ def runs_on_cpu(device: str) -> bool:
     return device == "cpu" or (device == "auto" and cuda_device_count() == 0)
 
 
-def streaming_cpu_threads(model_path: str, compute_type: str = "auto") -> int:
+def streaming_cpu_threads(model_path: str, compute_type: str = "auto", device: str = "cpu") -> int:
     """CPU threads for the decodes of one stream that has the engine to itself, measured on this
-    machine (:func:`~rtwhisper.engine.layout.cpu_layout`, ``library_threads``).
+    machine (:func:`~rtwhisper.engine.layout.cpu_layout`, ``library_threads``); 0 (the engine's
+    default, nothing measured) where ``device`` does not decode on the CPU.
 
     A streaming window's decoder steps multiply small matrices, and whether intra-op threads
     speed them up depends on the CPU: on a 2-core Intel Xeon one `base` update took 328 ms on
     one thread and 439 ms on two, on a 2-core AMD EPYC 1.43 s and 1.23 s. Whole files, whose
     30 s windows are large, keep every core.
     """
+    if not runs_on_cpu(device):
+        return 0
     return cpu_layout(model_path, resolve_compute_type(compute_type, "cpu")).library_threads
 
 

@@ -26,9 +26,10 @@ whole against 1.69 s split. On the EPYC two whole decodes took 1.09× (``base``)
 runs one decode at a time (the library's ``results()``) compares one decode on ``cores // 2``
 threads against one on ``cores``.
 
-The answer is cached (``cpu-layout.json`` in :func:`~rtwhisper.models.cache_dir`), keyed by
-CPU, core count, CTranslate2 version, model and compute type: measuring costs a few decodes
-(about 1 s for ``base`` on the Xeon, 8 s on the EPYC), once.
+The probe's figures are cached (``cpu-layout.json`` in :func:`~rtwhisper.models.cache_dir`),
+keyed by CPU, core count, CTranslate2 version, model and compute type, and the layout is
+chosen from them on every read: measuring costs a few decodes (about 1 s for ``base`` on the
+Xeon, 8 s on the EPYC), once, and a new rule applies to old figures.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,9 @@ def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | Non
         return CpuLayout(1, 1, 1)
     path = cache or cache_dir() / CACHE_FILE
     key = _key(model_path, compute_type, cores)
-    with _LOCK, _machine_lock(path):
-        known = _read(path).get(key)
+    with _LOCK, _machine_lock(path):  # no other process writes the file while it is held
+        entries = _read(path)
+        known = entries.get(key)
         if isinstance(known, dict) and isinstance(known.get("probe_s"), dict):
             try:
                 return choose(cores, {k: float(v) for k, v in known["probe_s"].items()}, source="cached")
@@ -119,8 +121,7 @@ def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | Non
                 pass  # an entry of another shape: measure again
         log.info("rtwhisper: measuring how this CPU decodes %s best (once; cached in %s)", model_path, path)
         layout = choose(cores, probe(model_path, compute_type, cores))
-        entries = _read(path)
-        entries[key] = {**asdict(layout), "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        entries[key] = {"probe_s": layout.probe_s, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")

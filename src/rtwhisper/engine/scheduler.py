@@ -159,14 +159,17 @@ class StreamHandle:
     @property
     def lag_s(self) -> float:
         """Audio received but not yet dealt with, beyond one update's worth: how far behind it is."""
-        return max(0.0, self.received_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
+        return self._unheard_s(self.received_s)
 
     @property
     def behind_s(self) -> float:
         """How far recognition trails real time: like :attr:`lag_s`, but audio counts only as fast
         as it could have been spoken since the stream opened (a fast sender is not behind)."""
-        spoken_s = min(self.received_s, self._scheduler.clock() - self.opened_s)
-        return max(0.0, spoken_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
+        return self._unheard_s(min(self.received_s, self._scheduler.clock() - self.opened_s))
+
+    def _unheard_s(self, until_s: float) -> float:
+        """Audio up to ``until_s`` that recognition has not heard, beyond one update's worth."""
+        return max(0.0, until_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
 
     @property
     def _busy(self) -> bool:
