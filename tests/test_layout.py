@@ -34,6 +34,16 @@ def test_the_rule_keeps_two_workers_where_threads_do_not_pay():
     assert (choose(2, amd_tiny).workers, choose(2, amd_tiny).library_threads) == (1, 2)
 
 
+def test_update_s_is_the_decode_a_stream_waits_for_on_the_chosen_layout():
+    """Each of two at once where the server splits, one where it keeps one worker; the server
+    warns below real time (base on the EPYC: finals 2.4 s late; tiny.en there keeps up)."""
+    assert choose(2, INTEL).update_s == INTEL["split"] and choose(2, INTEL).real_time is True
+    assert choose(2, AMD).update_s == AMD["whole"] and choose(2, AMD).real_time is False
+    amd_tiny = {"split": 0.61, "split_alone": 0.57, "whole": 0.37}
+    assert choose(2, amd_tiny).real_time is True
+    assert CpuLayout(1, 1, 1).update_s is None and CpuLayout(1, 1, 1).real_time is None
+
+
 @pytest.fixture
 def counted_probe(monkeypatch):
     calls = []

@@ -58,6 +58,11 @@ WHOLE_THROUGHPUT_LOSS = 1.3
 """How much longer two decodes one after the other on *whole* may take than two at once on
 *split* for *whole* to be kept (the module docstring: measured 1.09–1.21 where *whole* served
 better, 1.43–1.70 where it halved the streams served)."""
+REAL_TIME_UPDATE_S = 0.4
+"""The longest server decode of one update (the probe's 8 s of speech, :attr:`CpuLayout.update_s`)
+at which a lone stream's 0.5 s updates keep its finals within about a second of the words: on
+2 Intel Xeon cores ``base`` takes 0.27–0.33 s and reads final p50 0.9–1.0 s in real time; on 2
+AMD EPYC cores 0.71–0.96 s and 2.4 s (``tiny.en`` there: 0.2 s, 1.0 s; ``docs/benchmarks.md``)."""
 
 _LOCK = threading.Lock()
 _PRIME_LOCK = threading.Lock()
@@ -80,6 +85,24 @@ class CpuLayout:
     library_threads: int
     probe_s: dict[str, float] = field(default_factory=dict)
     source: str = "rule"
+
+    @property
+    def update_s(self) -> float | None:
+        """Seconds the server's engine takes over one update, as probed (``None``: not measured).
+
+        Each of two at once on *split* (a lone stream's next update runs beside the one in
+        flight), one on *whole*.
+        """
+        if not self.probe_s:
+            return None
+        return self.probe_s.get("whole" if self.workers == 1 else "split")
+
+    @property
+    def real_time(self) -> bool | None:
+        """Whether updates are quick enough here for finals about a second after the words
+        (:data:`REAL_TIME_UPDATE_S`); ``None``: not measured."""
+        update = self.update_s
+        return None if update is None else update <= REAL_TIME_UPDATE_S
 
 
 def available_cores() -> int:
@@ -110,7 +133,7 @@ def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | Non
     if cores < 2:
         return CpuLayout(1, 1, 1)
     path = cache or cache_dir() / CACHE_FILE
-    key = _key(model_path, compute_type, cores)
+    key = cache_key(model_path, compute_type, cores)
     with _LOCK, _machine_lock(path):  # no other process writes the file while it is held
         entries = _read(path)
         known = entries.get(key)
@@ -210,7 +233,8 @@ def _best(run: Any) -> float:
     return min(times)
 
 
-def _key(model_path: str, compute_type: str, cores: int) -> str:
+def cache_key(model_path: str, compute_type: str, cores: int) -> str:
+    """The cache entry of a probe: what its figures depend on (CPU, cores, CTranslate2, model, compute type)."""
     import ctranslate2
 
     return f"{cpu_name()}|{cores} cores|ctranslate2 {ctranslate2.__version__}|{model_path}|{compute_type}"

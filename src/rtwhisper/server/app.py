@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
@@ -24,6 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..engine import WhisperEngine, cpu_layout, resolve_compute_type, runs_on_cpu, shared_engine
 from ..engine.ctranslate2 import default_workers
+from ..engine.layout import REAL_TIME_UPDATE_S
 from ..engine.scheduler import Scheduler
 from ..models import resolve_model
 from .config import ServerConfig
@@ -32,6 +34,8 @@ from .openai_api import add_openai_routes
 from .routes import add_error_handlers, add_routes
 from .state import ServerState
 from .ws import serve_stream
+
+log = logging.getLogger("rtwhisper.server")
 
 
 def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | None = None) -> FastAPI:
@@ -43,6 +47,11 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
         # Neither given: how decodes share this CPU is measured (once per machine and model).
         layout = cpu_layout(path, resolve_compute_type(config.compute_type, "cpu"))
         workers, threads = layout.workers, layout.threads
+        if layout.real_time is False:
+            log.warning("rtwhisper: one %s update takes %.2f s on this CPU (at most %.1f s keeps finals about "
+                        "a second after the words): expect them 2 s or more late; a smaller model keeps up "
+                        "(tiny.en for English)", config.resolved_model_name, layout.update_s,
+                        REAL_TIME_UPDATE_S)
     workers = workers or default_workers(config.device)
     if engine is None:
         engine = shared_engine(str(path), device=config.device, compute_type=config.compute_type,

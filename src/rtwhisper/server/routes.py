@@ -88,7 +88,9 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "cpu_threads": state.engine.cpu_threads,
             "cpu_layout": None if state.cpu_layout is None else {
                 "source": state.cpu_layout.source,
-                "probe_s": {k: round(v, 3) for k, v in state.cpu_layout.probe_s.items()}},
+                "probe_s": {k: round(v, 3) for k, v in state.cpu_layout.probe_s.items()},
+                "update_s": None if state.cpu_layout.update_s is None else round(state.cpu_layout.update_s, 3),
+                "real_time": state.cpu_layout.real_time},
             "multilingual": state.engine.multilingual, "preset": config.preset,
             "connections": state.connections, "max_connections": config.max_connections,
             "streams": stats.streams, "load": round(stats.load, 3), "delay_s": round(stats.delay_s, 3),
