@@ -173,6 +173,41 @@ def test_pause_ends_the_utterance_quickly():
     assert final_at is not None and final_at <= 1.6 + 0.4 + 0.15
 
 
+class MishearingEngine(TimelineEngine):
+    """The interim decode that hears the phrase to its end reads "ask" as "is" at ``probability``
+    (the one before heard "ask", so the two disagree and the words stay pending); a closing one
+    (silence after the speech) hears "ask". jfk's "Ask not", measured: "is" at 0.04, "Ask" at 0.48."""
+
+    def __init__(self, words, probability):
+        super().__init__(words)
+        self.probability = probability
+
+    def transcribe(self, audio, options):
+        hypothesis = super().transcribe(audio, options)
+        if options.end_of_stream or self.calls[-1][1] < 1.45:
+            return hypothesis
+        return replace(hypothesis, words=tuple(
+            replace(w, text=" is", probability=self.probability) if w.text == " ask" else w
+            for w in hypothesis.words))
+
+
+@pytest.mark.parametrize(("probability", "final"), [(0.04, "ask not."), (0.8, "is not.")])
+def test_an_utterance_end_with_a_doubted_word_gets_a_decode_of_its_own(probability, final):
+    words = [Word(" ask", 0.5, 0.9), Word(" not.", 1.0, 1.35)]  # the 1.5 s update hears the end
+    engine = MishearingEngine(words, probability)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), language="en",
+                                    endpoint_silence_s=0.4, commit_probability=None)
+    events = []
+    for i in range(0, 16000 * 3, 1600):
+        proc.feed(ramp(3.0)[i:i + 1600])
+        events += proc.results()
+    ends = [e for e in events if e.end_of_utterance]
+    assert len(ends) == 1 and " ".join(e.text for e in events if e.is_final) == final
+    closing = [options for _, _, options in engine.calls if options.end_of_stream]
+    # a word Whisper doubts: the closing decode decides; one it is sure of: the endpoint costs no decode
+    assert len(closing) == (1 if probability < processor_module.ENDPOINT_DOUBT_PROBABILITY else 0)
+
+
 class DetectingEngine(TimelineEngine):
     """Detects the given languages, one per decode without a language, then the last one."""
 

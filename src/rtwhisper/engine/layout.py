@@ -22,7 +22,10 @@ update is then at least as quick — and two of its decodes one after the other 
 (On the Xeon ``tiny.en`` decoded a little faster whole, 0.12 s against 0.15 s, but two took
 1.4–1.7× as long as on two workers: four real-time ``tiny.en`` streams read final p90 3.07 s
 whole against 1.69 s split. On the EPYC two whole decodes took 1.09× (``base``) and 1.21×
-(``tiny.en``) the two at once.) A processor that
+(``tiny.en``) the two at once.) Those Xeon figures were taken while the log-mel's matmul left
+numpy's BLAS threads spinning beside the decodes (:mod:`~rtwhisper.engine.features`); without
+them, two ``base`` decodes at once take 0.19 s each, as one alone, against 0.28 s whole, and
+``tiny.en`` 0.094 s against 0.155 s: *split* wins for both there. A processor that
 runs one decode at a time (the library's ``results()``) compares one decode on ``cores // 2``
 threads against one on ``cores``.
 
@@ -61,8 +64,13 @@ better, 1.43–1.70 where it halved the streams served)."""
 REAL_TIME_UPDATE_S = 0.4
 """The longest server decode of one update (the probe's 8 s of speech, :attr:`CpuLayout.update_s`)
 at which a lone stream's 0.5 s updates keep its finals within about a second of the words: on
-2 Intel Xeon cores ``base`` takes 0.27–0.33 s and reads final p50 0.9–1.0 s in real time; on 2
+2 Intel Xeon cores ``base`` takes 0.19 s (0.27–0.33 s with numpy's BLAS threads spinning beside
+it) and reads final p50 0.9–1.0 s in real time; on 2
 AMD EPYC cores 0.71–0.96 s and 2.4 s (``tiny.en`` there: 0.2 s, 1.0 s; ``docs/benchmarks.md``)."""
+
+PROBE_REVISION = 2
+"""Part of the cache key: figures probed by an older engine are measured again. 2: the log-mel
+no longer wakes numpy's BLAS threads, which slowed decodes beside it (``engine.features``)."""
 
 _LOCK = threading.Lock()
 _PRIME_LOCK = threading.Lock()
@@ -234,10 +242,12 @@ def _best(run: Any) -> float:
 
 
 def cache_key(model_path: str, compute_type: str, cores: int) -> str:
-    """The cache entry of a probe: what its figures depend on (CPU, cores, CTranslate2, model, compute type)."""
+    """The cache entry of a probe: what its figures depend on (CPU, cores, CTranslate2, model,
+    compute type, and the engine as far as it changes them: :data:`PROBE_REVISION`)."""
     import ctranslate2
 
-    return f"{cpu_name()}|{cores} cores|ctranslate2 {ctranslate2.__version__}|{model_path}|{compute_type}"
+    return (f"{cpu_name()}|{cores} cores|ctranslate2 {ctranslate2.__version__}|{model_path}|{compute_type}"
+            f"|probe {PROBE_REVISION}")
 
 
 def cpu_name() -> str:

@@ -1,0 +1,74 @@
+"""The engine's log-mel: Whisper's values, and no core left busy after it (``engine.features``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from faster_whisper.feature_extractor import FeatureExtractor
+
+from conftest import load_wav
+from rtwhisper.engine.features import log_mel
+from rtwhisper.samples import sample_path
+
+
+def _speech() -> dict[str, np.ndarray]:
+    from rtwhisper.audio import read_wav16
+
+    jfk = read_wav16(sample_path())
+    assert jfk is not None
+    return {"jfk": jfk, "korean": load_wav("ko/zeroth_104_003_0019.wav")}
+
+
+@pytest.mark.parametrize("n_mels", [80, 128])
+def test_log_mel_is_whispers_on_real_speech(n_mels: int) -> None:
+    extractor = FeatureExtractor(feature_size=n_mels)
+    for name, audio in _speech().items():
+        for samples in (len(audio), 8 * 16000, 12345, 400, 1):
+            clip = audio[:samples]
+            ours = log_mel(clip, extractor.mel_filters)
+            theirs = extractor(clip)
+            assert ours.dtype == np.float32 and ours.shape == theirs.shape == (n_mels, samples // 160 + 1), name
+            assert float(np.abs(ours - theirs).max()) < 1e-5, (name, samples)
+    # speech is not silence: the values span Whisper's range, so equality above is not 0 == 0
+    full = log_mel(_speech()["jfk"], FeatureExtractor().mel_filters)
+    assert full.max() == pytest.approx(full.min() + 2.0, abs=0.05) and full.std() > 0.2
+
+
+def _other_threads_cpu_s() -> float:
+    me = threading.get_native_id()
+    total = 0
+    for tid in os.listdir("/proc/self/task"):
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_others_during(compute) -> float:
+    time.sleep(0.5)  # any earlier BLAS call's helper threads have stopped spinning
+    before = _other_threads_cpu_s()
+    for _ in range(10):
+        compute()
+        time.sleep(0.02)  # the gap between two updates, shortened
+    return _other_threads_cpu_s() - before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads per-thread CPU time from /proc")
+def test_log_mel_leaves_no_thread_busy_beside_the_decoder() -> None:
+    """numpy's OpenBLAS splits a matmul this size over the cores and its threads then spin
+    ~0.1 s; CTranslate2 decodes on those cores right after the features."""
+    extractor = FeatureExtractor()
+    audio = _speech()["jfk"][: 8 * 16000]
+    ours = _cpu_of_others_during(lambda: log_mel(audio, extractor.mel_filters))
+    blas = _cpu_of_others_during(lambda: extractor(audio))  # the projection as a matmul: for the message
+    assert ours <= 0.03, f"other threads used {ours:.2f} s of CPU around 10 log-mels (a BLAS matmul: {blas:.2f} s)"
