@@ -1,8 +1,8 @@
 """The Whisper engine: batched encode, generate and align over CTranslate2's public API.
 
-faster-whisper supplies what it is good at: model loading (``WhisperModel``), the mel
-filters, the tokenizer, and the whole-file pipeline for uploads (the log-mel is
-:func:`~rtwhisper.engine.features.log_mel`: the same values without a BLAS call). A streaming update needs
+faster-whisper supplies what it is good at: model loading (``WhisperModel``), the log-mel
+features (computed with numpy's BLAS held to one thread: :mod:`~rtwhisper.engine.features`),
+the tokenizer, and the whole-file pipeline for uploads. A streaming update needs
 none of its segment loop: one window is one encode, one ``generate`` and one ``align``. Doing
 exactly that here, for a whole batch of windows at once, is what lets one model serve many
 streams (WhisperLive's ``batch_inference.py`` batches the same three calls), and it costs a
@@ -186,7 +186,6 @@ class WhisperEngine:
         self.model = model.model  # ctranslate2.models.Whisper
         self.multilingual: bool = bool(self.model.is_multilingual)
         self.supported_languages: tuple[str, ...] = tuple(model.supported_languages)
-        self._mel_filters = np.asarray(model.feature_extractor.mel_filters, dtype=np.float32)
         self._tokenizers: dict[tuple[str, str | None], Any] = {}
         self._tokenizers_lock = threading.Lock()
         cores = os.cpu_count() or 1
@@ -268,7 +267,7 @@ class WhisperEngine:
 
     def _features(self, audio: np.ndarray) -> np.ndarray:
         content = max(1, len(audio) // (SAMPLE_RATE // FRAMES_PER_SECOND))
-        return log_mel(audio, self._mel_filters)[:, :content]
+        return log_mel(self.whisper_model.feature_extractor, audio)[:, :content]
 
     def _input_frames(self, content_frames: int, options: DecodeOptions) -> int:
         frames = max(content_frames, self.min_frames)
