@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from faster_whisper.feature_extractor import FeatureExtractor
 
 from conftest import load_wav
+from rtwhisper.bench.realtime import stat_cpu_s
 from rtwhisper.engine.features import log_mel
 from rtwhisper.samples import sample_path
 
 
+@functools.cache
 def _speech() -> dict[str, np.ndarray]:
     from rtwhisper.audio import read_wav16
 
@@ -40,18 +45,9 @@ def test_log_mel_is_faster_whispers_to_the_bit_on_real_speech(n_mels: int) -> No
 
 
 def _other_threads_cpu_s() -> float:
-    me = threading.get_native_id()
-    total = 0
-    for tid in os.listdir("/proc/self/task"):
-        if int(tid) == me:
-            continue
-        try:
-            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / os.sysconf("SC_CLK_TCK")
+    me = str(threading.get_native_id())
+    seconds = (stat_cpu_s(Path("/proc/self/task") / tid / "stat") for tid in os.listdir("/proc/self/task") if tid != me)
+    return sum(s for s in seconds if not math.isnan(s))  # NaN: the thread ended
 
 
 def _cpu_of_others_during(compute) -> float:

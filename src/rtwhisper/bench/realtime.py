@@ -39,6 +39,16 @@ from ..metrics import normalize_text, wer
 WARMUP_S = 5.0
 
 
+def stat_cpu_s(stat: Path) -> float:
+    """User + system CPU seconds in a Linux ``/proc/…/stat`` file (a process's or a thread's);
+    NaN when it cannot be read (the process or thread is gone, or not Linux)."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 @dataclass(frozen=True)
 class Server:
     """A running ``rtwhisper serve`` process."""
@@ -54,11 +64,7 @@ class Server:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the server process so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, IndexError, ValueError):
-            return float("nan")
+        return stat_cpu_s(Path(f"/proc/{self.process.pid}/stat"))
 
     def stop(self) -> None:
         self.process.terminate()
