@@ -35,7 +35,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     run_benchmark(Path(args.folder), Path(args.out), configs=CONFIGS, realtime=False, include_long="none",
-                  capacity=False, progress=lambda message: print("[bench]", message, file=sys.stderr, flush=True))
+                  grid_phases=1, capacity=False,
+                  progress=lambda message: print("[bench]", message, file=sys.stderr, flush=True))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,24 @@ def test_simulated_latency_is_computation_aware():
     assert all(0 <= x <= 1.0 + 1e-9 for x in sure) and sum(sure) < sum(agreed)
 
 
+def test_the_grid_accuracy_is_the_mean_over_phases_with_its_spread():
+    from rtwhisper.bench import BenchConfig
+    from rtwhisper.bench.simulate import FileResult, summarize
+
+    def row(lang, offline, grid):
+        return FileResult("x.wav", lang, 1.0, offline, grid[0], grid[0] - offline, grid_errors=grid)
+
+    rows = [row("en", 0.10, [0.10, 0.20, 0.30]), row("en", 0.00, [0.00, 0.00, 0.06]), row("ko", 0.2, [0.1])]
+    s = summarize(BenchConfig("c", "base", 0.5, 0.2), rows, 0.0)
+    # phase penalties over the English files: 0.0, 0.05, 0.13
+    assert s["grid_en"]["penalty_by_phase"] == pytest.approx([0.0, 0.05, 0.13])
+    assert s["grid_en"]["penalty"] == pytest.approx(0.06)
+    assert s["grid_en"]["penalty_sd"] == pytest.approx(0.0656, abs=1e-4)
+    assert s["grid_en"]["error"] == pytest.approx(0.66 / 6)
+    assert s["grid_ko"] == {"phases": 1, "penalty_by_phase": [pytest.approx(-0.1)], "error": 0.1,
+                            "penalty": pytest.approx(-0.1), "penalty_sd": None}
+
+
 @pytest.mark.model
 def test_bench_command_on_another_manifest_folder(tmp_path):
     folder = tmp_path / "set"
@@ -62,7 +80,8 @@ def test_bench_command_on_another_manifest_folder(tmp_path):
 
     out = tmp_path / "a"  # with the real-time runs: a real server and real clients
     result = subprocess.run([sys.executable, "benchmarks/run.py", str(folder), "--out", str(out), "--model",
-                             "base", "--no-capacity"], capture_output=True, text=True, timeout=900)
+                             "base", "--no-capacity", "--grid-phases", "2"], capture_output=True, text=True,
+                            timeout=900)
     assert result.returncode == 0, result.stderr
     assert "[bench]" in result.stderr  # progress on stderr
     first = json.loads((out / "results.json").read_text())
@@ -71,11 +90,15 @@ def test_bench_command_on_another_manifest_folder(tmp_path):
     assert s["cer_ko"] is not None and s["cer_ko"] < 0.5
     assert 0.5 < s["final_latency_s"]["p50"] < 6 and s["partial_latency_s"]["p50"] <= s["final_latency_s"]["p50"]
     assert s["unaware_final_latency_s"]["p50"] <= s["final_latency_s"]["p50"] + 0.5
+    # the accuracy over grid phases: the unaware run with the audio 0 and 0.1 s late
+    assert s["grid_en"]["phases"] == 2 and len(s["grid_en"]["penalty_by_phase"]) == 2
+    assert s["grid_en"]["error"] <= 0.05 and s["grid_ko"]["error"] < 0.5
+    assert all(len(f["grid_errors"]) == 2 for f in s["files"])
     assert 0 < s["rtf"] < 2 and s["duplicated_words"] == 0
     assert {o["name"] for o in first["offline"]} == {"offline:base:beam1", "offline:base:beam5"}
     assert first["environment"]["cores"] and first["environment"]["ctranslate2"]
     md = (out / "results.md").read_text()
-    assert "| base 0.5s/0.2s | base | 0.5/0.2 | 1 |" in md
+    assert "| base 0.5s/0.2s | base | 0.5/0.2 | 1 |" in md and " (2) |" in md
     # real time (no long file in this set: end of utterance on jfk) on the one model asked for
     eou = {e["model"]: e for e in first["realtime"]["end_of_utterance"]}
     assert set(eou) == {"base"}

@@ -238,6 +238,60 @@ def test_a_language_is_kept_once_two_detections_agree(detections, locked_at):
     assert {e.language for e in events if e.is_final and e.text} == {expected}
 
 
+class TwoUtteranceEngine(TimelineEngine):
+    """Two utterances with a pause between them; the second is spoken in ``second`` and its
+    windows are detected as ``detections`` (one per decode that detects, then the last one).
+    A window decoded in a language other than the one spoken reads its words as ``?word``."""
+
+    PAUSE_S = 2.5
+
+    def __init__(self, words, second, detections):
+        super().__init__(words)
+        self.second = second
+        self.detections = list(detections)
+
+    def transcribe(self, audio, options):
+        hypothesis = super().transcribe(audio, options)
+        start, end, _ = self.calls[-1]
+        spoken = self.second if end > self.PAUSE_S else "en"
+        detected = None
+        if options.language is None or options.detect_language:
+            detected = ("en", 0.95) if end <= self.PAUSE_S else (
+                self.detections.pop(0) if len(self.detections) > 1 else self.detections[0])
+        language, probability = (options.language, 1.0) if options.language else detected
+        words = tuple(w if language == spoken or start + w.end_s <= self.PAUSE_S else replace(w, text=" ?" + w.text[1:])
+                      for w in hypothesis.words)
+        return replace(hypothesis, words=words, language=language, language_probability=probability,
+                       detected_language=detected and detected[0], detected_probability=detected and detected[1])
+
+
+TWO_UTTERANCES = [Word(" and", 0.3, 0.6), Word(" so", 0.7, 1.0), Word(" my", 1.1, 1.4), Word(" friends", 1.5, 1.9),
+                  Word(" ask", 3.0, 3.3), Word(" not", 3.4, 3.7), Word(" what", 3.8, 4.1), Word(" your", 4.2, 4.5),
+                  Word(" country", 4.6, 5.1)]
+
+
+@pytest.mark.parametrize(("second", "detections", "sent_after_pause"), [
+    # unsure misdetections after the pause: the last utterance's language holds, detected alongside
+    ("en", [("el", 0.6), ("en", 0.9)], [("en", True), ("en", True), ("en", False)]),
+    ("en", [("el", 0.6), ("de", 0.7), ("en", 0.55)], [("en", True)] * 3 + [("en", False)]),
+    # a sure one, once: the next window goes to the detector, which hears English again
+    ("en", [("el", 0.9), ("en", 0.8)], [("en", True), (None, False), ("en", False)]),
+    # the speaker switched: two sure detections in a row lock the new language
+    ("ko", [("ko", 0.97), ("ko", 0.99)], [("en", True), (None, False), ("ko", False)]),
+])
+def test_an_utterance_after_a_pause_starts_in_the_language_before(second, detections, sent_after_pause):
+    engine = TwoUtteranceEngine(TWO_UTTERANCES, second, detections)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(TWO_UTTERANCES), endpoint_silence_s=0.4)
+    events = run(proc, ramp(6.5), 1600)
+    after = [(o.language, o.detect_language) for _, end, o in engine.calls if end > TwoUtteranceEngine.PAUSE_S]
+    assert after[:len(sent_after_pause)] == sent_after_pause
+    # no word read in the wrong language was ever shown, partial or final
+    assert not [e.text for e in events if "?" in e.text]
+    finals = [e for e in events if e.is_final and e.text]
+    assert " ".join(e.text for e in finals) == "and so my friends ask not what your country"
+    assert {e.language for e in finals if e.start_s > TwoUtteranceEngine.PAUSE_S} == {second}
+
+
 def test_flush_makes_everything_final_and_the_stream_goes_on():
     words = [Word(" one", 0.5, 0.9), Word(" two", 1.0, 1.4), Word(" three", 1.5, 1.9), Word(" four", 3.0, 3.4)]
     proc, _ = proc_for(words)

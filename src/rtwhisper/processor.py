@@ -85,6 +85,17 @@ start. Measured on the long LJ file (base, 2 cores): trimming at 4–6 s instead
 tenth and cost a point of WER (less context); the forced prefix costs ~7 ms a token, which is
 what keeps windows from growing further."""
 
+LANGUAGE_SWITCH_PROBABILITY = 0.8
+"""How sure a window's detection must be to end the last utterance's language.
+
+An utterance after a pause starts in the language of the one before, detected alongside:
+a speaker keeps their language far more often than they switch, and Whisper's detection on
+the first second of a new utterance is often wrong and unsure (jfk's "ask not", a short
+phrase between two pauses, read as Greek through a microphone; German and Italian partials
+on the shared clips). A detection of another language at this probability sends the next
+window to the detector, and two in a row lock it (a bilingual speaker's Korean after English
+reads at 0.9–1.0 from its first window). Measured on the shared clips: see the docs."""
+
 MIN_CONTEXT_S = 4.0
 """Audio a window keeps when its start moves: Whisper needs acoustic context before new words."""
 
@@ -256,10 +267,14 @@ class RealtimeWhisperProcessor:
         self._failed_updates = 0  # interim decodes in a row that failed Whisper's thresholds
         self._partial_text = ""
         self._utterance_has_text = False
+        self._passed_over = False  # an interim hypothesis of this utterance was no evidence
         self._inflight: deque[_Update] = deque()  # requests handed out, oldest first
         self._ready: list[TranscriptEvent] = []
         self._detected: tuple[str | None, float | None] = (language, None)  # locked language
         self._guess: tuple[str | None, float | None] = (language, None)  # latest detection
+        self._prior: str | None = None  # the last utterance's locked language
+        self._challenge: tuple[str, float] | None = None  # a sure detection of another one
+        self._prompt_from = 0  # the first final word the prompt may hold: none from before a switch
         self._finished = False
         self.compute_s = 0.0
         """Seconds spent in the engine so far by ``results()``/``flush()``/``finish()`` (RTF accounting)."""
@@ -436,10 +451,11 @@ class RealtimeWhisperProcessor:
                     deadline = endpoint.ended_s if self._sentence_complete() \
                         else max(endpoint.ended_s, endpoint.end_s + self.endpoint_max_silence_s)
                     if deadline <= horizon + 1e-9:
-                        if self._words_fall_short(endpoint) or self._doubts_pending():
+                        if self._words_fall_short(endpoint) or self._doubts_pending() or self._passed_over:
                             # The last hypothesis stopped before the speech did (Whisper ends
-                            # early when speech runs to the window's end), or holds a word it
-                            # doubts: one whole decode that hears the silence after the speech.
+                            # early when speech runs to the window's end), holds a word it
+                            # doubts, or some were no evidence (failed, the wrong language):
+                            # one whole decode that hears the silence after the speech.
                             return self._make_update(Window(self._anchor_s, deadline), "endpoint").request
                         self._ready += self._close_utterance(deadline)
                         self._endpointer.forget_before(deadline)
@@ -496,25 +512,20 @@ class RealtimeWhisperProcessor:
         update = self._inflight.popleft()
         self.updates += 1
         window = update.window
+        contradicted = self._note_language(hypothesis, update.request)
         if not hypothesis.passed and update.kind == "update" and not update.request.options.thorough:
             # A decode that failed Whisper's thresholds (a loop, most often) is no evidence:
             # nothing changes, and the next update, which hears more, decides — with the
             # whole fallback (beam 5, repeats blocked) so that failures cannot run on while
             # the window slides past words no decode has passed.
             self._failed_updates += 1
-            self._last_end_s = max(self._last_end_s, window.end_s)
-            events = self.take_events()
-            # Pending words that the next window can no longer reach are final now, as the
-            # passed hypothesis before this one would have made them had it known.
-            step = self._merger.commit_before(self._next_window_start_s(window))
-            if step.committed:
-                events.append(self._event(True, step.committed, self._covered_s,
-                                          max(step.commit_s, self._covered_s)))
-                self._covered_s = max(self._covered_s, step.commit_s)
-                self._utterance_has_text = True
-            return events
+            return self._pass_over(window)
         self._failed_updates = 0
-        self._note_language(hypothesis)
+        if contradicted and update.kind == "update":
+            # Decoded in the last utterance's language, which this window's own detection
+            # surely denies: its words are that language's reading of another one. The next
+            # update decodes in the detected language.
+            return self._pass_over(window)
         words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words, update.request)]
         words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
                                        timed=self.task == "transcribe",
@@ -570,6 +581,19 @@ class RealtimeWhisperProcessor:
                 events.append(self._event(False, step.partial, self._covered_s, window.end_s))
             self._move_anchor(window)
         self._trim_buffer()
+        return events
+
+    def _pass_over(self, window: Window) -> list[TranscriptEvent]:
+        """An interim hypothesis that is no evidence: nothing changes but the words no later
+        window can reach, which are final now, as the hypothesis before would have made them."""
+        self._last_end_s = max(self._last_end_s, window.end_s)
+        self._passed_over = True
+        events = self.take_events()
+        step = self._merger.commit_before(self._next_window_start_s(window))
+        if step.committed:
+            events.append(self._event(True, step.committed, self._covered_s, max(step.commit_s, self._covered_s)))
+            self._covered_s = max(self._covered_s, step.commit_s)
+            self._utterance_has_text = True
         return events
 
     # -- decisions --------------------------------------------------------------------------
@@ -663,6 +687,7 @@ class RealtimeWhisperProcessor:
         self._last_end_s = max(self._last_end_s, at_s)
         self._anchor_s = max(self._anchor_s, self._after_utterance_s(at_s))
         self._utterance_has_text = False
+        self._passed_over = False
         self._redetect_language()
         return events
 
@@ -694,8 +719,10 @@ class RealtimeWhisperProcessor:
         end_sample = round(window.end_s * SAMPLE_RATE) - self._audio_start
         audio = self._audio[max(first_sample, 0):end_sample]
         prompt, prefix = self._context(window.start_s)
+        language, detect = self._decode_language()
         options = DecodeOptions(
-            language=self._detected[0] if self.language is None else self.language,
+            language=language,
+            detect_language=detect,
             task=self.task,  # type: ignore[arg-type]
             beam_size=self.beam_size,
             prompt=prompt,
@@ -718,7 +745,11 @@ class RealtimeWhisperProcessor:
         while split > 0 and (committed[split - 1].start_s + committed[split - 1].end_s) / 2 >= window_start_s:
             split -= 1
         prefix = join_words(committed[split:]) or None
-        context = join_words(committed[max(0, split - 80):split])[-PROMPT_CONTEXT_CHARS:]
+        # Text in another language is no context: after a switch (and while a detection questions
+        # the language) the prompt starts at the switch. With jfk's English as the prompt, Korean
+        # after it decoded "in Korean" read "Ask not." and LocalAgreement made it final.
+        first = self._prompt_from if self._challenge is None else len(committed)
+        context = join_words(committed[max(0, first, split - 80):split])[-PROMPT_CONTEXT_CHARS:]
         parts = [p for p in (self.initial_prompt, context) if p]
         return (" ".join(parts) if parts else None), prefix
 
@@ -734,16 +765,59 @@ class RealtimeWhisperProcessor:
         utterance's first update.
         """
         if self.language is None and self._detected[0] is not None:
+            self._prior = self._detected[0]
             self._guess = self._detected
             self._detected = (None, None)
+        self._challenge = None
 
-    def _note_language(self, hypothesis: Hypothesis) -> None:
-        if self.language is None and self._detected[0] is None and hypothesis.words and hypothesis.language:
-            previous, guess = self._guess, (hypothesis.language, hypothesis.language_probability)
-            if previous[0] == guess[0] and all((p or 0.0) >= LANGUAGE_LOCK_PROBABILITY
-                                               for p in (previous[1], guess[1])):
-                self._detected = guess
-            self._guess = guess
+    def _decode_language(self) -> tuple[str | None, bool]:
+        """(language to decode the next window in, whether the engine detects it as well).
+
+        Given or locked: that one. At an utterance's start, the language of the one before
+        (:data:`LANGUAGE_SWITCH_PROBABILITY`), detected alongside; once a sure detection names
+        another, ``None``: the window's detection decides.
+        """
+        if self.language is not None or self._detected[0] is not None:
+            return (self.language or self._detected[0]), False
+        if self._prior is not None and self._challenge is None:
+            return self._prior, True
+        return None, False
+
+    def _note_language(self, hypothesis: Hypothesis, request: DecodeRequest) -> bool:
+        """Take a window's detection into the language state (``_detected`` locks it).
+
+        True when the window was decoded in the last utterance's language and its detection
+        surely named another: its words are no evidence. (Korean after English through `base`:
+        the first English windows decoded "in Korean" came back empty or failed.)
+        """
+        if self.language is not None or self._detected[0] is not None:
+            return False
+        detect = request.options.detect_language
+        if not detect and not (hypothesis.words and hypothesis.passed):
+            return False  # a detection without words is one on silence; with detect, a decode in the
+            # wrong language that came back empty or failed is the evidence
+        language = hypothesis.detected_language if detect else hypothesis.language
+        probability = (hypothesis.detected_probability if detect else hypothesis.language_probability) or 0.0
+        if language is None:
+            return False
+        guess, self._guess = self._guess, (language, probability)
+        if self._prior is None:  # the stream's first utterance: two agreeing detections
+            if guess[0] == language and min(guess[1] or 0.0, probability) >= LANGUAGE_LOCK_PROBABILITY:
+                self._detected = (language, probability)
+            return False
+        if language == self._prior or probability < LANGUAGE_SWITCH_PROBABILITY:
+            # The last utterance's language, or an unsure word against it: it holds.
+            if language == self._prior and probability >= LANGUAGE_LOCK_PROBABILITY:
+                self._detected = (language, probability)
+            if language != self._prior:
+                self._guess = guess  # the events keep the language the words are decoded in
+            self._challenge = None
+            return False
+        if self._challenge is not None and self._challenge[0] == language:
+            self._detected = (language, probability)  # two sure detections in a row: the speaker switched
+            self._prompt_from = len(self._merger.committed)
+        self._challenge = (language, probability)
+        return detect
 
     def _move_anchor(self, window: Window) -> None:
         """Move the start of later windows forward, to a pause or phrase end, once windows grow long.

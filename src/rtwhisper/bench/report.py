@@ -13,6 +13,14 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
     return "–" if value is None or value != value else f"{value * scale:.{digits}f}"
 
 
+def _grid(grid: dict[str, Any] | None) -> str:
+    """A grid-phase penalty in points: ``mean ± sd (N)``, or the one phase's."""
+    if not grid or not grid["phases"] or grid["penalty"] is None:
+        return "–"
+    spread = f" ± {grid['penalty_sd'] * 100:.2f}" if grid["penalty_sd"] is not None else ""
+    return f"{grid['penalty'] * 100:+.2f}{spread} ({grid['phases']})"
+
+
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     lines = [
@@ -22,8 +30,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{env['date']}. Wall time {report['wall_s']:.0f} s.", "",
         "## Streaming", "",
         "| configuration | model | chunk/overlap | beam | WER en % | offline % | penalty | CER ko % | penalty | "
-        "final p50/p90/max s | partial p50 s | unaware final p50/p90 s | RTF | dup | lost |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "grid penalty en | grid penalty ko | final p50/p90/max s | partial p50 s | unaware final p50/p90 s | RTF | "
+        "dup | lost |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in report["streaming"]:
         c, f, p, u = s["config"], s["final_latency_s"], s["partial_latency_s"], s["unaware_final_latency_s"]
@@ -31,6 +40,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {s['name']} | {c['model_name']} | {c['chunk_duration']:g}/{c['overlap_duration']:g} | "
             f"{c['beam_size']} | {_fmt(s['wer_en'], 100)} | {_fmt(s['offline_wer_en'], 100)} | "
             f"{_fmt(s['penalty_en'], 100)} | {_fmt(s['cer_ko'], 100)} | {_fmt(s['penalty_ko'], 100)} | "
+            f"{_grid(s.get('grid_en'))} | {_grid(s.get('grid_ko'))} | "
             f"{_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | {_fmt(p['p50'])} | "
             f"{_fmt(u['p50'])}/{_fmt(u['p90'])} | {_fmt(s['rtf'], digits=3)} | {s['duplicated_words']} | "
             f"{s['lost_words']} |")
@@ -50,7 +60,9 @@ def markdown(report: dict[str, Any]) -> str:
         lines += realtime_lines(report["realtime"])
     lines += ["", "Columns: WER/CER of the final transcript against the reference (normalizer: "
               "`rtwhisper.metrics`); penalty = streaming − offline of the same model and beam; latencies per word, "
-              "computation-aware on a virtual clock; unaware = infinitely fast compute; RTF = compute s per audio "
+              "computation-aware on a virtual clock; unaware = infinitely fast compute; grid penalty = the penalty on "
+              "the unaware clock (the same words on any machine), mean ± sd over N grid phases (the file k × 0.1 s "
+              "late), the low-noise accuracy figure; RTF = compute s per audio "
               "s; dup/lost = words duplicated or dropped against the offline transcript. Latencies are against word "
               "end times from one offline run of the same model (beam 5, word timestamps), as in the real-time runs.",
               ""]

@@ -83,6 +83,10 @@ _PREPEND_PUNCTUATION = "\"'“¿([{-"
 _APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 
+_Language = tuple[str, float, str | None, float | None]
+"""(language to decode in, its probability, detected language, its probability)."""
+
+
 @dataclass
 class _Item:
     """One request on its way through a batch."""
@@ -95,6 +99,8 @@ class _Item:
     prefix: list[int]  # forced tokens after the start sequence
     language: str
     language_probability: float
+    detected_language: str | None
+    detected_probability: float | None
     tokens: list[int] | None = None
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
@@ -295,13 +301,14 @@ class WhisperEngine:
         encoded = self._encode(features, frames, [r.options.end_of_stream for r in requests])
         languages = self._languages(requests, encoded)
         items = []
-        for i, (request, (language, probability)) in enumerate(zip(requests, languages, strict=True)):
+        for i, (request, (language, probability, detected, detected_p)) in enumerate(
+                zip(requests, languages, strict=True)):
             options = request.options
             tokenizer = self._tokenizer(options.task, language)
             prompt = tokenizer.encode(" " + options.prompt.strip()) if options.prompt and options.prompt.strip() else []
             prefix = tokenizer.encode(" " + options.prefix.strip()) if options.prefix and options.prefix.strip() else []
             items.append(_Item(i, request, features[i], tokenizer, _bucketed(prompt),
-                               prefix[-MAX_PROMPT_TOKENS:], language, probability))
+                               prefix[-MAX_PROMPT_TOKENS:], language, probability, detected, detected_p))
         self._generate(items, encoded, beam_size, use_prompt=True, blocked_ngrams=0)
         # Whisper's fallback, without sampling: failed decodes again without the prompt (those
         # that had one), then with a wider beam and repeated trigrams blocked.
@@ -323,16 +330,19 @@ class WhisperEngine:
             if _rank(it.tokenizer, tokens, avg_logprob) > _rank(it.tokenizer, it.tokens or [], it.avg_logprob):
                 it.tokens, it.avg_logprob, it.no_speech_prob = tokens, avg_logprob, no_speech_prob
 
-    def _languages(self, requests: list[DecodeRequest], encoded: Any) -> list[tuple[str, float]]:
+    def _languages(self, requests: list[DecodeRequest], encoded: Any) -> list[_Language]:
+        """(language to decode in, its probability, detected language, its probability) per request."""
         if not self.multilingual:
-            return [("en", 1.0)] * len(requests)
-        out: list[tuple[str, float]] = [(r.options.language or "", 1.0) for r in requests]
-        if any(r.options.language is None for r in requests):
+            return [("en", 1.0, None, None)] * len(requests)
+        out: list[_Language] = [
+            (r.options.language or "", 1.0, None, None) for r in requests]
+        if any(r.options.language is None or r.options.detect_language for r in requests):
             detected = self.model.detect_language(encoded)
             for i, request in enumerate(requests):
-                if request.options.language is None:
+                if request.options.language is None or request.options.detect_language:
                     token, probability = detected[i][0]
-                    out[i] = (token[2:-2], float(probability))
+                    found = (token[2:-2], float(probability))
+                    out[i] = (*(found if request.options.language is None else out[i][:2]), *found)
         return out
 
     def _tokenizer(self, task: str, language: str | None) -> Any:
@@ -441,7 +451,8 @@ class WhisperEngine:
         if it.tokens and it.alignment is not None:
             words = _timed_words(it.tokenizer, it.prefix, it.tokens, it.alignment)
         return Hypothesis(words, it.language, it.language_probability, it.no_speech_prob, it.avg_logprob,
-                          it.attempts, self._passes(it), silent=self._is_silence(it))
+                          it.attempts, self._passes(it), silent=self._is_silence(it),
+                          detected_language=it.detected_language, detected_probability=it.detected_probability)
 
 
 # -- helpers -----------------------------------------------------------------------------------

@@ -57,6 +57,9 @@ class DecodeOptions:
     least), so that the model hears that speech stopped: with input that ends where a
     mid-sentence recording ends it looped ("and it was natural therefore, therefore, for,
     for…" at the end of the long LJ file)."""
+    detect_language: bool = False
+    """Detect the window's language even though ``language`` is given (the hypothesis reports it
+    in ``detected_language``): a stream that expects a language hears when it changes."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +80,7 @@ class Hypothesis:
 
     words: tuple[Word, ...]
     language: str | None = None
+    """The language decoded in."""
     language_probability: float | None = None
     no_speech_probability: float | None = None
     avg_logprob: float | None = None
@@ -88,6 +92,10 @@ class Hypothesis:
     """Whether Whisper's no-speech rule set the window aside (no-speech probability over 0.6 and
     mean log-probability under −1): it has no words, and says nothing against words that other
     windows heard."""
+    detected_language: str | None = None
+    """The window's detected language, where one was detected (no language given, or
+    ``DecodeOptions.detect_language``)."""
+    detected_probability: float | None = None
 
 
 class Engine(Protocol):

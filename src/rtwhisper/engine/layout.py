@@ -14,10 +14,13 @@ small steps), and two one-thread workers beat one two-thread worker for every lo
 2-core AMD EPYC (AVX2, CTranslate2 on oneDNN) one update took 1.62 s on each of two one-thread
 workers at once and 0.96 s on one two-thread worker: a lone real-time ``base`` stream over a
 real server had final p50 3.48 s split and 2.62 s whole, four ``tiny.en`` streams 4.86 s and
-3.67 s (``docs/benchmarks.md``). So the layout is measured: :func:`cpu_layout` decodes the
-bundled sample's first seconds both ways (two decodes at once on *split*, one on *whole*) and
-keeps *whole* when its decode is no slower than each of the two at once — a lone stream's
-update is then at least as quick — and two of its decodes one after the other take at most
+3.67 s (``docs/benchmarks.md``; measured while numpy's BLAS threads spun after each log-mel:
+since the log-mel holds them to one, the same AMD machine decodes ``base`` in 0.45 s each of
+two at once and 0.47 s whole, and the probe picks *split* there too). So the layout is
+measured: :func:`cpu_layout` decodes the bundled sample's first seconds both ways (two
+decodes at once on *split*, one on *whole*) and keeps *whole* when its decode is no slower
+than each of the two at once — a lone stream's update is then at least as quick — and two of
+its decodes one after the other take at most
 ``WHOLE_THROUGHPUT_LOSS`` times the two at once on *split*: many streams need the throughput.
 (On the Xeon ``tiny.en`` decoded a little faster whole, 0.12 s against 0.15 s, but two took
 1.4–1.7× as long as on two workers: four real-time ``tiny.en`` streams read final p90 3.07 s
@@ -66,7 +69,8 @@ REAL_TIME_UPDATE_S = 0.4
 at which a lone stream's 0.5 s updates keep its finals within about a second of the words: on
 2 Intel Xeon cores ``base`` takes 0.19 s (0.27–0.33 s with numpy's BLAS threads spinning beside
 it) and reads final p50 0.9–1.0 s in real time; on 2
-AMD EPYC cores 0.71–0.96 s and 2.4 s (``tiny.en`` there: 0.2 s, 1.0 s; ``docs/benchmarks.md``)."""
+AMD EPYC cores 0.45 s and 1.18 s (0.71–0.96 s and 2.4 s with the BLAS threads spinning;
+``tiny.en`` there: 0.26 s, 0.67 s; ``docs/benchmarks.md``)."""
 
 PROBE_REVISION = 2
 """Part of the cache key: figures probed by an older engine are measured again. 2: the log-mel
