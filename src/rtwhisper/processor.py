@@ -759,10 +759,10 @@ class RealtimeWhisperProcessor:
         A bilingual speaker (Korean and English in one meeting) changes language between
         utterances; with the first detection locked for the whole stream, Whisper decoded the
         Korean half "in English" as Chinese-character loops ("沖泡的鞋子, 沖泡的鞋子, …" in the
-        soak test). Within an utterance the language stays locked; the last detection is
-        kept for the events until the next one is sure. It counts as the first of the two
-        agreeing detections: a speaker who keeps their language keeps it from the next
-        utterance's first update.
+        soak test). Within an utterance the language stays locked. The next one starts in it
+        (the prior, :data:`LANGUAGE_SWITCH_PROBABILITY`), detected alongside: a detection of
+        it at :data:`LANGUAGE_LOCK_PROBABILITY` locks it again, from the utterance's first
+        update; two sure ones of another switch.
         """
         if self.language is None and self._detected[0] is not None:
             self._prior = self._detected[0]
