@@ -41,8 +41,8 @@ def _file(args: tuple[Any, dict[str, Any], int]) -> dict[str, Any]:
 
     config, entry, phases = args
     bench = _BENCH
-    language = config.language or (entry["lang"] if bench.engine(config.model_name).multilingual else "en")
-    offline, _ = bench.offline_text(config.model_name, config.beam_size, entry, config.task, language)
+    offline, _ = bench.offline_text(config.model_name, config.beam_size, entry, config.task,
+                                    bench.language(config, entry))
     errors = [bench.grid_run(config, entry, phase)[0] for phase in range(phases)]
     return {"entry": entry, "offline_error": error_rate(entry["lang"], entry["text"], offline), "grid_errors": errors}
 

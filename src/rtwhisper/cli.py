@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
 import numpy as np
@@ -25,24 +25,23 @@ from .subtitles import cues_from_words, to_srt, to_vtt
 FORMATS = ("text", "jsonl", "srt", "vtt")
 
 
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {value!r}")
-    return number
+def _at_least(minimum: float, parse: Callable[[str], Any], noun: str) -> Callable[[str], Any]:
+    """An argparse type: ``parse`` the value, and refuse one under ``minimum``."""
+
+    def check(value: str) -> Any:
+        try:
+            number = parse(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {value!r}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}: {value!r}")
+        return number
+
+    return check
 
 
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {value!r}")
-    return number
+_positive_float = _at_least(0, float, "a number")
+_count = _at_least(1, int, "a whole number")
 
 
 def _add_recognition_options(parser: argparse.ArgumentParser) -> None:

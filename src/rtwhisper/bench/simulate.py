@@ -268,17 +268,12 @@ class Bench:
                    grid_phases: int = 1) -> dict[str, Any]:
         """Stream every chosen file: computation-aware, then ``grid_phases`` unaware runs (phase 0's
         latencies are the unaware column; every phase's error goes into the grid accuracy)."""
-        engine = self.engine(config.model_name)
         results = []
         for entry in self.entries_for(config, include_long=include_long):
             self.progress(f"{config.name}: {entry['path']}")
             audio = self._audio(entry["path"])
-            language = config.language or (entry["lang"] if engine.multilingual else "en")
-
-            def make(language: str = language) -> RealtimeWhisperProcessor:
-                return RealtimeWhisperProcessor(engine=engine, language=language, **config.processor_options())
-
-            timeline, compute_s = simulate(make, audio, aware=True)
+            language = self.language(config, entry)
+            timeline, compute_s = simulate(self.processors(config, entry), audio, aware=True)
             text = " ".join(e.text for _, e in timeline if e.is_final and e.text)
             offline, _ = self.offline_text(config.model_name, config.beam_size, entry, config.task, language)
             reference = entry["text"]
@@ -301,17 +296,22 @@ class Bench:
             results.append(result)
         return summarize(config, results, self.load_s.get(config.model_name, 0.0))
 
+    def language(self, config: BenchConfig, entry: dict[str, Any]) -> str:
+        """The language ``config`` streams ``entry`` in: its own, else the file's (English on an English-only model)."""
+        return config.language or (entry["lang"] if self.engine(config.model_name).multilingual else "en")
+
+    def processors(self, config: BenchConfig, entry: dict[str, Any]) -> Callable[[], RealtimeWhisperProcessor]:
+        """A fresh processor for each run of ``entry`` under ``config``."""
+        engine, language = self.engine(config.model_name), self.language(config, entry)
+        return lambda: RealtimeWhisperProcessor(engine=engine, language=language, **config.processor_options())
+
     def grid_run(self, config: BenchConfig, entry: dict[str, Any], phase: int
                  ) -> tuple[float, list[tuple[float, TranscriptEvent]]]:
         """One unaware run of ``entry`` with ``phase`` × :data:`GRID_PHASE_S` of silence before it:
         (error of its final text, its timeline; phase 0's is on the file's own clock)."""
-        engine = self.engine(config.model_name)
-        language = config.language or (entry["lang"] if engine.multilingual else "en")
-        lead_s = phase * GRID_PHASE_S
-        audio = np.concatenate([np.zeros(round(lead_s * 16000), dtype=np.float32), self._audio(entry["path"])])
-        timeline, _ = simulate(
-            lambda: RealtimeWhisperProcessor(engine=engine, language=language, **config.processor_options()),
-            audio, aware=False)
+        lead = np.zeros(round(phase * GRID_PHASE_S * 16000), dtype=np.float32)
+        timeline, _ = simulate(self.processors(config, entry), np.concatenate([lead, self._audio(entry["path"])]),
+                               aware=False)
         text = " ".join(e.text for _, e in timeline if e.is_final and e.text)
         error = error_rate(entry["lang"], entry["text"], text) if config.task != "translate" else float("nan")
         return error, timeline
