@@ -5,8 +5,9 @@
 Every file of the manifest (long ones included) streams on the unaware clock in each grid
 phase (``rtwhisper.bench.simulate.GRID_PHASE_S``: the file 0, 0.1, … s late), scored against
 the same model offline, as ``rtwhisper bench`` scores its first configuration. No run is timed,
-so the words are the same on any machine and the files can share the cores: one process per
-core, one decode thread each. ``rtwhisper bench`` gives the same figure with the latencies,
+so the words are the same however busy the machine (not across CPUs, whose int8 kernels and
+BLAS round differently) and the files can share the cores: one process per core, one decode
+thread each. ``rtwhisper bench`` gives the same figure with the latencies,
 one process; this script is for when only the accuracy is wanted (about 30 minutes on 2 AMD
 EPYC cores for 5 phases of the shared set).
 """

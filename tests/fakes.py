@@ -19,8 +19,9 @@ from rtwhisper.merger import normalize_word
 
 
 class TimelineEngine:
-    def __init__(self, words: list[Word], *, jitter_s: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, words: list[Word], *, jitter_s: float = 0.0, seed: int = 0, doubted: int = 0) -> None:
         self.words = words
+        self.doubted = doubted  # every n-th word is heard at probability 0.2 (0: none)
         self.jitter_s = jitter_s
         self.seed = seed
         self.calls: list[tuple[float, float, DecodeOptions]] = []
@@ -56,7 +57,8 @@ class TimelineEngine:
                 text = " " + w.text.strip()[: max(1, int(len(w.text.strip()) * heard))] + "-"
                 b = end
             b = max(b, a)
-            out.append(Word(text, a - start, b - start, 0.9))
+            doubt = self.doubted and i % self.doubted == self.doubted - 1
+            out.append(Word(text, a - start, b - start, 0.2 if doubt else 0.9))
         return Hypothesis(tuple(_after_prefix(out, options.prefix)), "en", 0.99)
 
 

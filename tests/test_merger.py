@@ -2,7 +2,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtwhisper.events import Word
-from rtwhisper.merger import OverlapMerger, drop_hallucinated_tail, normalize_word, repeated_head
+from rtwhisper.merger import DOUBT_PROBABILITY, OverlapMerger, drop_hallucinated_tail, normalize_word, repeated_head
 
 
 def w(text, a, b):
@@ -81,14 +81,15 @@ def timelines(draw):
 @settings(max_examples=150, deadline=None)
 @given(words=timelines(), chunk=st.sampled_from([0.25, 0.5, 1.0, 2.0, 3.0]), jitter=st.sampled_from([0.0, 0.03, 0.05]),
        overlap_frac=st.sampled_from([0.0, 0.1, 0.25]), seed=st.integers(0, 1000),
-       span=st.sampled_from([0.0, 0.5, 1.0]))
-def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed, span):
-    """Random word timelines through the real processor with a fake engine: nothing lost or doubled."""
+       span=st.sampled_from([0.0, 0.5, 1.0]), doubted=st.sampled_from([0, 1, 3]))
+def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed, span, doubted):
+    """Random word timelines through the real processor with a fake engine: nothing lost or doubled
+    (``doubted``: every n-th word heard below ``DOUBT_PROBABILITY``, which agreement holds back)."""
     from fakes import TimelineEngine, TimelineVad, ramp
     from rtwhisper import RealtimeWhisperProcessor
 
     duration = words[-1].end_s + 0.5
-    engine = TimelineEngine(words, jitter_s=jitter, seed=seed)
+    engine = TimelineEngine(words, jitter_s=jitter, seed=seed, doubted=doubted)
     proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), chunk_duration=chunk,
                                     overlap_duration=chunk * overlap_frac, agreement_span_s=span)
     audio = ramp(duration)
@@ -260,3 +261,41 @@ def test_repeated_head_counts_the_words_that_spell_the_final_text_again():
     assert repeated_head(words("Ask", "not."), words("Ask", "what")) == 0  # only part of it: none
     assert repeated_head(words("할"), words("할수", "있다")) == 0  # the word runs on past it
     assert repeated_head(words("there"), words("therefore")) == 0
+
+
+def _doubted(text, a, b):
+    return Word(" " + text, a, b, DOUBT_PROBABILITY / 2)
+
+
+def test_a_doubted_word_needs_a_third_hypothesis_to_agree():
+    """jfk's "what your country" after a pause: the first two windows both read "Like" (0.17,
+    0.23); LocalAgreement-2 made it final, and the third window read "What"."""
+    m = OverlapMerger()
+    m.update([_doubted("Like", 0.3, 0.7), w("your.", 0.7, 0.9)], heard_until_s=1.0)
+    step = m.update([_doubted("Like", 0.3, 0.7), w("your", 0.7, 0.9), w("country.", 0.9, 1.3)], heard_until_s=1.5)
+    assert step.committed == ()  # agreed, but doubted: and nothing after it either
+    step = m.update([w("What", 0.3, 0.7), w("your", 0.7, 0.9), w("country", 0.9, 1.4), w("can", 1.4, 1.8)],
+                    heard_until_s=2.0)
+    assert step.committed == ()  # the third reads another word: the agreement starts again
+    step = m.update([w("What", 0.3, 0.7), w("your", 0.7, 0.9), w("country", 0.9, 1.4), w("can", 1.4, 1.8),
+                     w("do", 1.8, 2.0)], heard_until_s=2.5)
+    assert [x.text.strip() for x in step.committed] == ["What", "your", "country", "can"]
+
+
+def test_a_word_three_hypotheses_agree_on_is_final_however_doubted():
+    """Whisper doubts some words it always writes (a name, a rare word): a third agreeing
+    hypothesis makes them final, so a doubt holds words back one update, not until the pause."""
+    m = OverlapMerger()
+    heard = [[w("the", 0.0, 0.2), _doubted("Guttenberg", 0.2, 0.9), w("Bible", 0.9, 1.3)][:n] for n in (2, 3, 3)]
+    committed = [[x.text.strip() for x in m.update(h, heard_until_s=1.0 + i * 0.5).committed]
+                 for i, h in enumerate(heard)]
+    assert committed == [[], ["the"], ["Guttenberg"]]  # "Bible" is the last word: it waits for one after it
+
+
+def test_a_doubted_word_over_a_span_needs_the_hypothesis_a_span_before_the_reference():
+    m = OverlapMerger(agreement_span_s=0.5)
+    words = [w("a", 0.0, 0.2), _doubted("b", 0.2, 0.5), w("c", 0.5, 0.8), w("d", 0.8, 1.0)]
+    committed = [[x.text.strip() for x in m.update(words, heard_until_s=until).committed]
+                 for until in (1.0, 1.25, 1.5, 1.75, 2.0)]
+    # 1.5 agrees with 1.0 ("a" final, "b" doubted); 2.0 agrees with 1.5, and 1.0 before that: "b c"
+    assert committed == [[], [], ["a"], [], ["b", "c"]]

@@ -542,3 +542,32 @@ def test_one_hypothesis_commits_nothing_before_the_language_is_known():
                                     commit_margin_s=0.4)  # OnceEngine detects no language
     proc.feed(np.zeros(16000 * 2, dtype=np.float32))
     assert [e.text for e in proc.results() if e.is_final] == []
+
+
+class VanishingEngine(TimelineEngine):
+    """Hears the timeline in the first window and in closing ones; the interim windows after the
+    first come back empty (a hypothesis later set aside, as a sign-off made up from silence is)."""
+
+    def transcribe_batch(self, requests):
+        heard = super().transcribe_batch(requests)
+        return [h if len(self.calls) == 1 or r.options.end_of_stream else Hypothesis((), "en", 0.99)
+                for r, h in zip(requests, heard, strict=True)]
+
+
+def test_an_utterance_whose_shown_words_no_hypothesis_holds_gets_its_end_decoded():
+    """The stream's first utterance showed a partial that later hypotheses dropped: no word is
+    pending or final, yet something was shown. Its end is heard again (it raised IndexError)."""
+    words = [Word(" a", 0.3, 0.7), Word(" b", 0.8, 1.2)]
+    engine = VanishingEngine(words)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), language="en", chunk_duration=0.5,
+                                    commit_probability=None)
+    events = []
+    audio = ramp(3.0)
+    for i in range(0, len(audio), 1600):
+        proc.feed(audio[i:i + 1600])
+        events += proc.results()
+    assert [e.text for e in events if not e.is_final][:1] == ["a-"]
+    finals = [e for e in events if e.is_final]
+    assert [e.text for e in finals] == ["a b"] and finals[0].end_of_utterance
+    assert engine.calls[-1][2].end_of_stream  # the end was decoded, with silence after it
+    assert finals[0].end_s <= 1.2 + 0.5 + 0.1

@@ -11,7 +11,8 @@ Each window's words arrive with stream-clock times. The merger
    (LocalAgreement-2, Liu et al. 2020, as used by whisper_streaming): a word is final
    once two consecutive windows, the second with more right context, agree on it — or,
    with ``agreement_span_s``, this one and the newest that heard at least that much less
-   (updates faster than the span keep the span's evidence);
+   (updates faster than the span keep the span's evidence) — a word Whisper doubts
+   (``DOUBT_PROBABILITY``) needs a third hypothesis to agree;
    and, before agreement, a leading word this one hypothesis is sure of: probability at
    least ``COMMIT_PROBABILITY``, ending ``COMMIT_MARGIN_S`` before its audio does;
 3. keeps pending words that a new hypothesis skipped — at its start, in a silent gap, or
@@ -55,6 +56,15 @@ COMMIT_MARGIN_S = 0.1
 final: a word cut by the window's end ends where the audio does, and is not final (nor is a
 hypothesis' last word). With 0.4 s a word seldom ended that early in the first window that
 heard it, so the second hypothesis came first anyway (0.08 s of p50 at 0.9)."""
+
+DOUBT_PROBABILITY = 0.3
+"""Probability under which Whisper doubts a word it wrote: two agreeing hypotheses do not make
+it final (a third must agree too), and an utterance that ends on one gets a decode of its own.
+
+Two windows that hear a word's first sound the same way guess it the same way: jfk's "what
+your country", after the pause behind "Ask not.", came out "Like" (0.17, then 0.23) in the
+first two windows of the new phrase, and LocalAgreement-2 made it final; the third window,
+hearing the whole word, reads "What". Measured on the shared set: ``docs/streaming.md``."""
 
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
 _PHRASE_ENDS = (*SENTENCE_ENDS, ",", ";", ":", "，", "、")
@@ -132,7 +142,8 @@ class OverlapMerger:
         self._max_ngram = max_ngram
         self.agreement_span_s = agreement_span_s
         # Earlier hypotheses' unconfirmed words, newest last, each with how far its window heard:
-        # the agreement's other side when hypotheses come faster than ``agreement_span_s``.
+        # the agreement's other side when hypotheses come faster than ``agreement_span_s``, and
+        # the third hypothesis that a doubted word needs.
         self._earlier: list[tuple[float, list[Word]]] = []
 
     @property
@@ -205,7 +216,7 @@ class OverlapMerger:
             if not skipped:
                 new = self._restore_squeezed_head(new)
             new = self._restore_inner_skips(skipped + new)
-        agreed = _agreed(self._reference(heard_until_s), new)
+        agreed = self._confirmed(new, heard_until_s)
         count = len(new) if final else agreed
         if confident_before_s is not None and not final:
             while count < len(new) and new[count].end_s <= confident_before_s \
@@ -220,10 +231,24 @@ class OverlapMerger:
                 count += 1
         committed = self._commit(new[:count])
         self._pending = new[count:]
-        if heard_until_s is not None and self.agreement_span_s > 0:
+        if heard_until_s is not None:
             self._earlier.append((heard_until_s, list(self._pending)))
             self._prune()
         return MergeStep(tuple(committed), tuple(self._pending), self.commit_s)
+
+    def _confirmed(self, new: list[Word], heard_until_s: float | None) -> int:
+        """How many leading words of ``new`` the agreement makes final.
+
+        Those the hypothesis before agrees with (:meth:`_reference`), up to the first word under
+        ``DOUBT_PROBABILITY`` that the hypothesis before that one does not agree with as well.
+        """
+        agreed = _agreed(self._reference(heard_until_s), new)
+        doubted = next((i for i, w in enumerate(new[:agreed]) if w.probability < DOUBT_PROBABILITY), agreed)
+        if doubted < agreed:
+            older = self._older(heard_until_s)
+            if older is None or _agreed(older, new) <= doubted:
+                return doubted
+        return agreed
 
     def _reference(self, heard_until_s: float | None) -> list[Word]:
         """The hypothesis that a new one must agree with: the previous one (LocalAgreement-2),
@@ -239,6 +264,25 @@ class OverlapMerger:
         older = [words for until, words in self._earlier if until <= heard_until_s - self.agreement_span_s + 1e-6]
         return older[-1] if older else []
 
+    def _older(self, heard_until_s: float | None) -> list[Word] | None:
+        """The hypothesis before :meth:`_reference`'s (``None`` if there was none): a doubted word's third."""
+        if heard_until_s is None:
+            return None
+        if self.agreement_span_s <= 0:
+            return self._earlier[-2][1] if len(self._earlier) >= 2 else None
+        reference = self._newest_before(len(self._earlier), heard_until_s)
+        if reference is None:
+            return None
+        older = self._newest_before(reference, self._earlier[reference][0])
+        return self._earlier[older][1] if older is not None else None
+
+    def _newest_before(self, end: int, heard_until_s: float) -> int | None:
+        """The newest of the first ``end`` earlier hypotheses that heard a whole span less than ``heard_until_s``."""
+        for i in range(end - 1, -1, -1):
+            if self._earlier[i][0] <= heard_until_s - self.agreement_span_s + 1e-6:
+                return i
+        return None
+
     def _forget_committed(self, committed: list[Word]) -> None:
         """Drop from the earlier hypotheses what is final now, and those the span no longer needs."""
         if not self._earlier:
@@ -253,12 +297,17 @@ class OverlapMerger:
         self._prune()
 
     def _prune(self) -> None:
-        """Keep the earlier hypotheses from the newest one a whole span older than the latest on."""
-        if self._earlier:
-            latest = self._earlier[-1][0]
-            old = [i for i, (until, _) in enumerate(self._earlier) if until <= latest - self.agreement_span_s + 1e-6]
-            if old:
-                self._earlier = self._earlier[old[-1]:]
+        """Keep the earlier hypotheses that the next one may agree with, and the one before that."""
+        if not self._earlier:
+            return
+        if self.agreement_span_s <= 0:  # the next one agrees with the latest; its third is the one before
+            self._earlier = self._earlier[-2:]
+            return
+        keep = len(self._earlier) - 1  # the next one's reference is at most as new as the latest
+        for _ in range(2):
+            older = self._newest_before(keep, self._earlier[keep][0])
+            keep = older if older is not None else 0
+        self._earlier = self._earlier[keep:]
 
     def _restore_squeezed_head(self, new: list[Word]) -> list[Word]:
         """Put back the pending words that the new hypothesis's first word was stretched over.

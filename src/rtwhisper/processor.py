@@ -21,16 +21,16 @@ How a word becomes final (see ``docs/streaming.md`` for the measurements):
    forced decoder prefix, so they are never decoded twice and never duplicated.
 3. **Commit**: a word is final when two consecutive hypotheses agree on it
    (LocalAgreement-2; with ``agreement_span_s``, the new one and the newest that heard that
-   much less audio), or — with ``commit_probability``, as the 0.5 s presets set it (0.9) —
-   when one hypothesis is sure of it: probability at least that, ending ``commit_margin_s``
-   (0.1 s) before the audio does.
+   much less audio; three, for a word Whisper doubts: ``DOUBT_PROBABILITY``), or — with
+   ``commit_probability``, as the 0.5 s presets set it (0.9) — when one hypothesis is sure
+   of it: probability at least that, ending ``commit_margin_s`` (0.1 s) before the audio does.
 4. **Endpointing**: a pause of ``endpoint_silence_s`` after a finished sentence (or of
    ``endpoint_max_silence_s`` after an unfinished phrase: Whisper's punctuation tells them
    apart) ends the utterance: everything pending becomes final, and that final has
    ``end_of_utterance``. The phrase is heard to its end first, so the endpoint itself costs
    no decode — unless the words stop well before the speech does (``SHORTFALL_S``) or hold a
    word Whisper doubts (``ENDPOINT_DOUBT_PROBABILITY``): then one decode of the whole
-   utterance, with silence after it, decides its end.
+   utterance, with silence after it and beam 5 (``CLOSING_BEAM_SIZE``), decides its end.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from .errors import ConfigError, StreamClosedError
 from .events import TranscriptEvent, Word, join_words
 from .merger import (
     COMMIT_MARGIN_S,
+    DOUBT_PROBABILITY,
     SENTENCE_ENDS,
     MergeStep,
     OverlapMerger,
@@ -123,14 +124,25 @@ sometimes stops early when speech runs to the end of its input (on the shared Ko
 last phrase was lost: "동백꽃속으로" without "폭 파묻혀 버렸다"), and the endpoint decode, with
 silence after the speech end, hears it."""
 
-ENDPOINT_DOUBT_PROBABILITY = 0.3
-"""A pending word below this probability gets its utterance's end a decode of its own (one
+ENDPOINT_DOUBT_PROBABILITY = DOUBT_PROBABILITY
+"""A pending word below this probability (the merger's, under which agreement needs a third
+hypothesis too) gets its utterance's end a decode of its own (one
 that hears the silence after the speech), instead of becoming final as the last interim
 hypothesis read it. Interim windows are padded as if speech went on: on jfk's short "Ask not"
 between two pauses the last one read "is not" ("is" at 0.04) where the closing decode reads
 "Ask not!" (0.48). Grid-exact over the shared set (``base``, beam 1, with a log-mel 1e-7 off
 faster-whisper's): English 4.25 → 4.14 % WER, Korean the same; on the virtual clock the same
 final p50."""
+
+CLOSING_BEAM_SIZE = 5
+"""Beam width of an utterance's closing decode (at least; Whisper's own for files, as
+faster-whisper's ``beam_size=5``). Interim words wait for a second hypothesis; a closing
+decode's are final at once, and greedy decoding there takes a token that only looks best
+alone: LJ001-0016 ends on "therefore", and the closing decode forced through "...it was
+natural" read " there" (0.31) then " for" (0.61) where the beam keeps "therefore" (joint
+0.19 against 0.30; 2 AMD cores, whose log-mel rounds 1e-7 apart from the Xeon's, which read
+"therefore" greedily). Costs 0.14 s of a 0.81 s closing decode there; an interim update keeps
+the stream's beam. Measured on the shared set: ``docs/streaming.md``."""
 
 UpdateKind = Literal["update", "endpoint", "flush", "last"]
 
@@ -642,8 +654,10 @@ class RealtimeWhisperProcessor:
         """Whether the utterance's words end ``SHORTFALL_S`` or more before its speech does."""
         if utterance.end_s is None or not (self._merger.pending or self._utterance_has_text):
             return False
-        last = self._merger.pending[-1] if self._merger.pending else self._merger.committed[-1]
-        return last.end_s < utterance.end_s - SHORTFALL_S
+        words = self._merger.pending or self._merger.committed
+        if not words:
+            return True  # a partial showed words that no hypothesis holds now: hear the end again
+        return words[-1].end_s < utterance.end_s - SHORTFALL_S
 
     def _doubts_pending(self) -> bool:
         """Whether a pending word is one Whisper itself doubts (``ENDPOINT_DOUBT_PROBABILITY``)."""
@@ -724,7 +738,7 @@ class RealtimeWhisperProcessor:
             language=language,
             detect_language=detect,
             task=self.task,  # type: ignore[arg-type]
-            beam_size=self.beam_size,
+            beam_size=self.beam_size if kind == "update" else max(self.beam_size, CLOSING_BEAM_SIZE),
             prompt=prompt,
             prefix=prefix,
             # Closing decodes hear the speech end: silence after the window (4 s at least). A flush

@@ -62,6 +62,8 @@ COMPRESSION_RATIO_THRESHOLD = 2.4
 LOG_PROB_THRESHOLD = -1.0
 NO_SPEECH_THRESHOLD = 0.6
 """Whisper's silence rule: no-speech probability over 0.6 with a mean log-probability under −1."""
+ANOMALY_SCORE = 3.0
+"""Word-timing anomaly at which a window Whisper thinks silent is read as silence (``_anomalous``)."""
 FALLBACK_BEAM_SIZE = 5
 FRAMES_PER_SECOND = 100  # log-mel frames
 FULL_INPUT_FRAMES = 3000  # Whisper's 30 s
@@ -450,8 +452,14 @@ class WhisperEngine:
         words: tuple[Word, ...] = ()
         if it.tokens and it.alignment is not None:
             words = _timed_words(it.tokenizer, it.prefix, it.tokens, it.alignment)
+        silent = self._is_silence(it)
+        if words and it.no_speech_prob > NO_SPEECH_THRESHOLD and _anomalous(words):
+            # A window Whisper thinks silent whose words the alignment crams into no time: a
+            # sign-off made up from the silence ("MBC 뉴스 김혜연입니다." in 40 ms, mean
+            # log-probability −0.98, just over Whisper's −1, on 2 AMD cores).
+            words, silent = (), True
         return Hypothesis(words, it.language, it.language_probability, it.no_speech_prob, it.avg_logprob,
-                          it.attempts, self._passes(it), silent=self._is_silence(it),
+                          it.attempts, self._passes(it) or silent, silent=silent,
                           detected_language=it.detected_language, detected_probability=it.detected_probability)
 
 
@@ -587,6 +595,23 @@ def _timed_words(tokenizer: Any, prefix: list[int], tokens: list[int], alignment
             continue  # incomplete bytes: half a character
         out.append(Word(text, e["start"], max(e["end"], e["start"]), e["probability"]))
     return tuple(out)
+
+
+def _anomalous(words: Sequence[Word]) -> bool:
+    """faster-whisper's hallucination test (``hallucination_silence_threshold``, after openai/whisper).
+
+    Each word scores 1 for a probability under 0.15, up to 2 for lasting under 133 ms and its
+    excess over 2 s; the first eight words with letters in them are anomalous at 3 in all, or
+    when nearly every one of them is.
+    """
+    spoken = [w for w in words if any(ch.isalnum() for ch in w.text)][:8]
+    if not spoken:
+        return False
+    score = 0.0
+    for w in spoken:
+        duration = w.end_s - w.start_s
+        score += (w.probability < 0.15) + max(0.0, 0.133 - duration) * 15 + max(0.0, duration - 2.0)
+    return score >= ANOMALY_SCORE or score + 0.01 >= len(spoken)
 
 
 def _merge_punctuation(entries: list[dict[str, Any]]) -> None:
