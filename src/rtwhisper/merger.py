@@ -261,15 +261,17 @@ class OverlapMerger:
         """
         if heard_until_s is None or self.agreement_span_s <= 0:
             return self._pending
-        older = [words for until, words in self._earlier if until <= heard_until_s - self.agreement_span_s + 1e-6]
-        return older[-1] if older else []
+        reference = self._newest_before(len(self._earlier), heard_until_s)
+        return self._earlier[reference][1] if reference is not None else []
 
     def _older(self, heard_until_s: float | None) -> list[Word] | None:
-        """The hypothesis before :meth:`_reference`'s (``None`` if there was none): a doubted word's third."""
+        """The hypothesis before :meth:`_reference`'s (``None`` if there was none): a doubted word's third.
+
+        Without a span the reference is the latest earlier hypothesis (the pending words), and
+        this the one before it.
+        """
         if heard_until_s is None:
             return None
-        if self.agreement_span_s <= 0:
-            return self._earlier[-2][1] if len(self._earlier) >= 2 else None
         reference = self._newest_before(len(self._earlier), heard_until_s)
         if reference is None:
             return None
@@ -277,7 +279,8 @@ class OverlapMerger:
         return self._earlier[older][1] if older is not None else None
 
     def _newest_before(self, end: int, heard_until_s: float) -> int | None:
-        """The newest of the first ``end`` earlier hypotheses that heard a whole span less than ``heard_until_s``."""
+        """The newest of the first ``end`` earlier hypotheses that heard a whole span less than
+        ``heard_until_s`` (without a span: the newest of them)."""
         for i in range(end - 1, -1, -1):
             if self._earlier[i][0] <= heard_until_s - self.agreement_span_s + 1e-6:
                 return i
@@ -299,9 +302,6 @@ class OverlapMerger:
     def _prune(self) -> None:
         """Keep the earlier hypotheses that the next one may agree with, and the one before that."""
         if not self._earlier:
-            return
-        if self.agreement_span_s <= 0:  # the next one agrees with the latest; its third is the one before
-            self._earlier = self._earlier[-2:]
             return
         keep = len(self._earlier) - 1  # the next one's reference is at most as new as the latest
         for _ in range(2):
