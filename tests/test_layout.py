@@ -15,6 +15,10 @@ AMD = {"split": 1.30, "split_alone": 1.21, "whole": 0.71}
 """On 2 AMD cores: one decode on both cores is nearly twice as fast."""
 AMD_TINY = {"split": 0.61, "split_alone": 0.57, "whole": 0.37}
 """tiny.en on the same AMD cores: two whole decodes take 1.21x two at once on two workers."""
+PREFIX_AMD = {"split": 0.81, "split_alone": 0.81, "whole": 1.23}
+PREFIX_AMD_TINY = {"split": 0.45, "split_alone": 0.39, "whole": 0.47}
+"""base and tiny.en on another 2-core EPYC, probed with the forced prefix of a streaming update:
+threads slow the decoder's steps, so both split and the library takes one thread."""
 
 
 def test_the_rule_keeps_two_workers_where_threads_do_not_pay():
@@ -33,14 +37,18 @@ def test_the_rule_keeps_two_workers_where_threads_do_not_pay():
     faster_alone = {"split": 0.50, "split_alone": 0.45, "whole": 0.42}  # the library takes every core
     assert (choose(2, faster_alone).workers, choose(2, faster_alone).library_threads) == (2, 2)
     assert (choose(2, AMD_TINY).workers, choose(2, AMD_TINY).library_threads) == (1, 2)  # 1.21x: whole
+    assert choose(2, PREFIX_AMD) == CpuLayout(2, 1, 1, PREFIX_AMD, "measured")
+    assert choose(2, PREFIX_AMD_TINY) == CpuLayout(2, 1, 1, PREFIX_AMD_TINY, "measured")
 
 
 def test_update_s_is_the_decode_a_stream_waits_for_on_the_chosen_layout():
     """Each of two at once where the server splits, one where it keeps one worker; the server
-    warns below real time (base on the EPYC: finals 2.4 s late; tiny.en there keeps up)."""
+    warns below real time (base on the EPYCs: finals 1.5–2.4 s late; tiny.en there keeps up)."""
     assert choose(2, INTEL).update_s == INTEL["split"] and choose(2, INTEL).real_time is True
     assert choose(2, AMD).update_s == AMD["whole"] and choose(2, AMD).real_time is False
     assert choose(2, AMD_TINY).real_time is True
+    # the prefix probe: base 0.81 s a decode (finals 1.5 s late in real time), tiny.en 0.45 s (0.84 s)
+    assert choose(2, PREFIX_AMD).real_time is False and choose(2, PREFIX_AMD_TINY).real_time is True
     assert CpuLayout(1, 1, 1).update_s is None and CpuLayout(1, 1, 1).real_time is None
 
 

@@ -17,8 +17,9 @@ real server had final p50 3.48 s split and 2.62 s whole, four ``tiny.en`` stream
 3.67 s (``docs/benchmarks.md``; measured while numpy's BLAS threads spun after each log-mel:
 since the log-mel holds them to one, the same AMD machine decodes ``base`` in 0.45 s each of
 two at once and 0.47 s whole, and the probe picks *split* there too). So the layout is
-measured: :func:`cpu_layout` decodes the bundled sample's first seconds both ways (two
-decodes at once on *split*, one on *whole*) and keeps *whole* when its decode is no slower
+measured: :func:`cpu_layout` decodes the bundled sample as a streaming update (its first
+words a forced prefix: :data:`PROBE_PREFIX` says why) both ways (two decodes at once on
+*split*, one on *whole*) and keeps *whole* when its decode is no slower
 than each of the two at once — a lone stream's update is then at least as quick — and two of
 its decodes one after the other take at most
 ``WHOLE_THROUGHPUT_LOSS`` times the two at once on *split*: many streams need the throughput.
@@ -55,8 +56,20 @@ import numpy as np
 
 log = logging.getLogger("rtwhisper.engine")
 
-PROBE_S = 8.0
-"""Seconds of the bundled sample one probe decode hears: a typical streaming window."""
+PROBE_S = 11.0
+"""Seconds of the bundled sample one probe decode hears (all of it): a dense streaming window."""
+PROBE_PREFIX = "And so my fellow Americans, ask not what your country can do for you,"
+"""The probe window's final words, forced as a streaming update forces them (17 tokens; the
+decoder then reads the last 9 and aligns all 26).
+
+A streaming update is mostly decoder steps: its window's final words are a forced prefix,
+decoded one token a step. Threads help the encoder's large matrices and slow those small
+steps, so a probe without the prefix (revision 2: 8 s, 15 tokens read) favoured threads the
+real windows do not. Measured on 2 AMD EPYC cores (``base`` int8, 2026-12-03): without the
+prefix one two-thread decode took 0.56–0.68 s against 0.50–0.58 s on one thread (a coin
+flip, and the cached figures chose two threads for the library); with it 1.29 s against
+0.82 s. Streaming 25 s of the long LJ file through one processor, an update cost 1.09 s on
+two threads (0.74 s of it ``generate``) against 0.78 s on one (0.41 s)."""
 PROBE_ROUNDS = 2
 """Timed rounds per layout (after one warm-up); the best counts, as timeit's ``min`` does."""
 CACHE_FILE = "cpu-layout.json"
@@ -64,17 +77,19 @@ WHOLE_THROUGHPUT_LOSS = 1.3
 """How much longer two decodes one after the other on *whole* may take than two at once on
 *split* for *whole* to be kept (the module docstring: measured 1.09–1.21 where *whole* served
 better, 1.43–1.70 where it halved the streams served)."""
-REAL_TIME_UPDATE_S = 0.4
-"""The longest server decode of one update (the probe's 8 s of speech, :attr:`CpuLayout.update_s`)
-at which a lone stream's 0.5 s updates keep its finals within about a second of the words: on
-2 Intel Xeon cores ``base`` takes 0.19 s (0.27–0.33 s with numpy's BLAS threads spinning beside
-it) and reads final p50 0.9–1.0 s in real time; on 2
-AMD EPYC cores 0.45 s and 1.18 s (0.71–0.96 s and 2.4 s with the BLAS threads spinning;
-``tiny.en`` there: 0.26 s, 0.67 s; ``docs/benchmarks.md``)."""
+REAL_TIME_UPDATE_S = 0.5
+"""The longest server decode of one update (the probe's, :attr:`CpuLayout.update_s`) at which a
+lone stream's 0.5 s updates keep its finals within about a second of the words. On 2 AMD EPYC
+cores (2026-12-03, the probe with its prefix, one real-time stream of the long LJ file's first
+60 s): ``tiny.en`` 0.45 s and final p50/p90 0.84/1.42 s, partial 0.36 s; ``base`` 0.81 s and
+1.49–1.56/2.34–2.52 s, partial 1.0 s. Between them p50 is 1.0 s at about 0.53 s. (The probe
+without its prefix read 0.19 s for ``base`` on 2 Intel Xeon cores, finals 0.9–1.0 s; its
+limit was 0.4 s.)"""
 
-PROBE_REVISION = 2
+PROBE_REVISION = 3
 """Part of the cache key: figures probed by an older engine are measured again. 2: the log-mel
-no longer wakes numpy's BLAS threads, which slowed decodes beside it (``engine.features``)."""
+no longer wakes numpy's BLAS threads, which slowed decodes beside it (``engine.features``).
+3: the probe decodes with a forced prefix, as streaming updates do (:data:`PROBE_PREFIX`)."""
 
 _LOCK = threading.Lock()
 _PRIME_LOCK = threading.Lock()
@@ -169,17 +184,23 @@ def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | Non
         return layout
 
 
-def probe(model_path: str, compute_type: str, cores: int) -> dict[str, float]:
-    """Seconds per decode of the sample's first ``PROBE_S``: split (two at once, and alone) and whole."""
+def probe_request() -> Any:
+    """The probe's decode: the bundled sample's first ``PROBE_S`` after :data:`PROBE_PREFIX`
+    (the words it reads: "ask what you can do for your country.")."""
     from ..audio import SAMPLE_RATE, read_wav16
     from ..samples import sample_path
-    from .ctranslate2 import WhisperEngine
     from .interface import DecodeOptions, DecodeRequest
 
     audio = read_wav16(sample_path())
     assert audio is not None, "the bundled sample is 16 kHz mono 16-bit"
-    audio = audio[: int(PROBE_S * SAMPLE_RATE)]
-    request = DecodeRequest(audio, DecodeOptions(language="en"))
+    return DecodeRequest(audio[: int(PROBE_S * SAMPLE_RATE)], DecodeOptions(language="en", prefix=PROBE_PREFIX))
+
+
+def probe(model_path: str, compute_type: str, cores: int) -> dict[str, float]:
+    """Seconds per :func:`probe_request` decode: split (two at once, and alone) and whole."""
+    from .ctranslate2 import WhisperEngine
+
+    request = probe_request()
 
     def engine(threads: int, workers: int) -> WhisperEngine:
         return WhisperEngine(model_path, device="cpu", compute_type=compute_type, cpu_threads=threads,
