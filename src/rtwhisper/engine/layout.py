@@ -51,9 +51,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .interface import DecodeRequest
 
 log = logging.getLogger("rtwhisper.engine")
 
@@ -185,7 +188,7 @@ def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | Non
         return layout
 
 
-def probe_request() -> Any:
+def probe_request() -> DecodeRequest:
     """The probe's decode: the bundled sample's first ``PROBE_S`` after :data:`PROBE_PREFIX`
     (the words it reads: "ask what you can do for your country.")."""
     from ..audio import SAMPLE_RATE, read_wav16
