@@ -180,6 +180,44 @@ def test_the_layout_probe_decodes_a_streaming_update(base_engine):
     assert all(0 < w.start_s < w.end_s <= len(request.audio) / 16000 + 0.1 for w in hypothesis.words)
 
 
+class _Recording:
+    """A CTranslate2 model that records the prompts ``generate`` gets."""
+
+    def __init__(self, model):
+        self.model, self.prompts = model, []
+
+    def generate(self, features, prompts, **kwargs):
+        self.prompts.extend(prompts)
+        return self.model.generate(features, prompts, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def test_the_decoder_is_forced_through_the_last_final_words_only():
+    """The final text before them goes to the prompt (read in one pass, not token by token):
+    the same new words, timed the same (the alignment still covers all the final text)."""
+    from rtwhisper import resolve_model
+    from rtwhisper.engine.ctranslate2 import FORCED_PREFIX_WORDS, WhisperEngine
+    from rtwhisper.engine.layout import probe_request
+
+    request = probe_request()
+    results = {}
+    for words in (FORCED_PREFIX_WORDS, None):
+        engine = WhisperEngine(resolve_model("base"), device="cpu", cpu_threads=1, forced_prefix_words=words)
+        engine.model = recording = _Recording(engine.model)
+        results[words] = engine.transcribe_batch([request])[0].words, recording.prompts[0]
+        tokenizer = engine._tokenizer("transcribe", "en")
+    (short, short_prompt), (whole, whole_prompt) = results[FORCED_PREFIX_WORDS], results[None]
+    assert normalize_text(join_words(short)) == normalize_text(join_words(whole)) == \
+        "ask what you can do for your country"
+    assert [round(w.start_s, 1) for w in short] == [round(w.start_s, 1) for w in whole]
+    forced = short_prompt[short_prompt.index(tokenizer.no_timestamps) + 1:]
+    assert tokenizer.decode(forced) == " can do for you,"
+    assert "ask not what your country" in tokenizer.decode(short_prompt[:short_prompt.index(tokenizer.sot)])
+    assert tokenizer.decode(whole_prompt[whole_prompt.index(tokenizer.no_timestamps) + 1:]).startswith(" And so my")
+
+
 def test_windows_are_padded_with_silence_as_whisper_pads_them():
     """Past a window's audio the encoder hears what OpenAI's Whisper feeds it: the log-mel of zeros."""
     from faster_whisper.feature_extractor import FeatureExtractor

@@ -80,6 +80,21 @@ LOG_MEL_RANGE = 2.0
 MAX_PROMPT_TOKENS = 223  # Whisper's max_length // 2 - 1
 PROMPT_TOKENS = 32
 """Previous-text prompt length once a stream has that much final text (see ``_bucketed``)."""
+FORCED_PREFIX_WORDS = 4
+"""Words of a window's final text that the decoder is forced through; the words before them
+join the previous-text prompt (and all of them are aligned, so word times do not change).
+
+CTranslate2 reads a prompt in one pass but forces a prefix token by token, each step as dear
+as a decoded one, and a streaming window's final text is most of its tokens (4321 forced
+against 2380 read over the 214 updates of the long LJ file). The decoder needs only the last
+few final words to find where it stands in the audio; the words before are context, which a
+prompt gives as well (Whisper's own way with text before its window). Measured on those
+updates (``base``, one AMD EPYC core): ``generate`` 0.34–0.36 s → 0.19–0.21 s a window with 3
+to 5 words forced; in real time (the long LJ file's first 60 s, one stream, 2 cores) final
+p50 1.50 → 1.12–1.18 s and server CPU 102 → 76 s, the same words; over the shared set's
+grid phases the same WER and CER within their spread (``docs/benchmarks.md``). A decode
+that goes back to an earlier place where those words were said is decoded again forced
+through all of them (``_loops_back``)."""
 _SENTENCE_MARKS = ".。!！?？"
 _PREPEND_PUNCTUATION = "\"'“¿([{-"
 _APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
@@ -98,7 +113,9 @@ class _Item:
     features: np.ndarray  # (n_mels, frames): the window's log-mel, unpadded
     tokenizer: Any
     prompt: list[int]  # previous-text part, may be empty
-    prefix: list[int]  # forced tokens after the start sequence
+    prefix: list[int]  # the window's final text: aligned, and forced after the start sequence
+    context: list[int]  # ``prompt`` and the head of ``prefix``: the prompt when only ``forced`` is forced
+    forced: list[int]  # the tail of ``prefix`` (``FORCED_PREFIX_WORDS``)
     language: str
     language_probability: float
     detected_language: str | None
@@ -154,6 +171,7 @@ class WhisperEngine:
         cpu_threads: int = 0,
         num_workers: int = 1,
         min_encoder_s: float = 10.0,
+        forced_prefix_words: int | None = FORCED_PREFIX_WORDS,
     ) -> None:
         from faster_whisper import WhisperModel
 
@@ -162,6 +180,11 @@ class WhisperEngine:
             raise ConfigError(f"min_encoder_s must be from 2 to 30 seconds, got {min_encoder_s}")
         self.model_path = model_path
         self.min_frames = _even(round(min_encoder_s * FRAMES_PER_SECOND))
+        if forced_prefix_words is not None and (isinstance(forced_prefix_words, bool) or not isinstance(
+                forced_prefix_words, int) or forced_prefix_words < 1):
+            raise ConfigError(f"forced_prefix_words must be a whole number of words, at least 1, or None "
+                              f"(force the whole final text), got {forced_prefix_words!r}")
+        self.forced_prefix_words = forced_prefix_words
         self.device = "cpu"
         self.cpu_threads = 0
         """Intra-op threads per worker on the CPU (0 on a GPU)."""
@@ -309,12 +332,19 @@ class WhisperEngine:
             tokenizer = self._tokenizer(options.task, language)
             prompt = tokenizer.encode(" " + options.prompt.strip()) if options.prompt and options.prompt.strip() else []
             prefix = tokenizer.encode(" " + options.prefix.strip()) if options.prefix and options.prefix.strip() else []
-            items.append(_Item(i, request, features[i], tokenizer, _bucketed(prompt),
-                               prefix[-MAX_PROMPT_TOKENS:], language, probability, detected, detected_p))
-        self._generate(items, encoded, beam_size, use_prompt=True, blocked_ngrams=0)
+            prefix = prefix[-MAX_PROMPT_TOKENS:]
+            cut = _forced_start(tokenizer, prefix, self.forced_prefix_words)
+            items.append(_Item(i, request, features[i], tokenizer, _bucketed(prompt), prefix,
+                               _bucketed(prompt + prefix[:cut]), prefix[cut:], language, probability, detected,
+                               detected_p))
+        self._generate(items, encoded, beam_size, use_prompt=True, blocked_ngrams=0, whole_prefix=False)
+        # A decoder forced through the last final words only that went back to an earlier
+        # place where they (or words like them) were said: again, forced through all of them.
+        self._generate([it for it in items if it.forced != it.prefix and _loops_back(it.tokens or [], [
+            *it.context, *it.prefix])], encoded, beam_size, use_prompt=True, blocked_ngrams=0, whole_prefix=True)
         # Whisper's fallback, without sampling: failed decodes again without the prompt (those
         # that had one), then with a wider beam and repeated trigrams blocked.
-        self._retry([it for it in items if not self._passes(it) and it.prompt], encoded, beam_size, 0)
+        self._retry([it for it in items if not self._passes(it) and it.context], encoded, beam_size, 0)
         self._retry([it for it in items if not self._passes(it) and it.request.options.thorough], encoded,
                     max(FALLBACK_BEAM_SIZE, beam_size), 3)
         self._align(items, encoded)
@@ -325,8 +355,8 @@ class WhisperEngine:
         if not failed:
             return
         kept = {id(it): (it.tokens or [], it.avg_logprob, it.no_speech_prob) for it in failed}
-        self._generate(failed, encoded, beam_size, use_prompt=False,
-                       blocked_ngrams=blocked_ngrams)
+        self._generate(failed, encoded, beam_size, use_prompt=False, blocked_ngrams=blocked_ngrams,
+                       whole_prefix=True)
         for it in failed:
             tokens, avg_logprob, no_speech_prob = kept[id(it)]
             if _rank(it.tokenizer, tokens, avg_logprob) > _rank(it.tokenizer, it.tokens or [], it.avg_logprob):
@@ -360,7 +390,7 @@ class WhisperEngine:
             return tokenizer
 
     def _generate(self, items: list[_Item], encoded: Any, beam_size: int, *, use_prompt: bool,
-                  blocked_ngrams: int) -> None:
+                  blocked_ngrams: int, whole_prefix: bool) -> None:
         """``generate`` over the items, one call per position of ``<|startoftranscript|>``.
 
         CTranslate2 batches prompts of different lengths only when the start token sits at the
@@ -371,21 +401,25 @@ class WhisperEngine:
         (nothing new was said), and a window without one holds speech by voice activity, so an
         empty answer there only means "not yet" — the next update hears more.
         """
-        groups: dict[int, list[_Item]] = {}
+        groups: dict[int, list[tuple[_Item, list[int], list[int]]]] = {}
         for it in items:
-            groups.setdefault(len(it.prompt) + 1 if use_prompt and it.prompt else 0, []).append(it)
+            # (prompt, forced): the last final words forced and the rest a prompt, or all of them
+            # forced (with the prompt, or without it: a retry)
+            text, forced = ((it.context, it.forced) if not whole_prefix else (it.prompt, it.prefix)) \
+                if use_prompt else ([], it.prefix)
+            groups.setdefault(len(text) + 1 if text else 0, []).append((it, text, forced))
         for group in groups.values():  # ``encoded`` holds every item of the batch; take the group's rows
-            self._generate_group(group, self._rows(encoded, [it.index for it in group]), beam_size,
-                                 use_prompt=use_prompt, blocked_ngrams=blocked_ngrams)
+            self._generate_group(group, self._rows(encoded, [it.index for it, _, _ in group]), beam_size,
+                                 blocked_ngrams=blocked_ngrams)
 
-    def _generate_group(self, items: list[_Item], encoded: Any, beam_size: int, *, use_prompt: bool,
+    def _generate_group(self, group: list[tuple[_Item, list[int], list[int]]], encoded: Any, beam_size: int, *,
                         blocked_ngrams: int) -> None:
         prompts = []
         budget = 0
-        for it in items:
+        for it, text, forced in group:
             tok = it.tokenizer
-            head = [tok.sot_prev, *it.prompt] if use_prompt and it.prompt else []
-            prompt = [*head, *tok.sot_sequence, tok.no_timestamps, *it.prefix]
+            head = [tok.sot_prev, *text] if text else []
+            prompt = [*head, *tok.sot_sequence, tok.no_timestamps, *forced]
             prompts.append(prompt)
             new_tokens = it.request.options.max_new_tokens or int(
                 it.request.duration_s * MAX_TOKENS_PER_SECOND) + 16
@@ -394,10 +428,10 @@ class WhisperEngine:
             encoded, prompts, beam_size=beam_size, max_length=min(budget, 448), return_scores=True,
             return_no_speech_prob=True, suppress_blank=False, suppress_tokens=[-1],
             no_repeat_ngram_size=blocked_ngrams)
-        for it, result in zip(items, results, strict=True):
+        for (it, _, forced), result in zip(group, results, strict=True):
             tokens = list(result.sequences_ids[0])
-            if it.prefix and tokens[: len(it.prefix)] == it.prefix:
-                tokens = tokens[len(it.prefix):]  # CTranslate2 returns the forced prefix too
+            if forced and tokens[: len(forced)] == forced:
+                tokens = tokens[len(forced):]  # CTranslate2 returns the forced prefix too
             tokens = [t for t in tokens if t < it.tokenizer.eot]
             length = len(tokens)
             # CTranslate2's score is the sum of log-probabilities over the length; Whisper
@@ -547,6 +581,48 @@ def _compression_ratio(text: str) -> float:
 def _rank(tokenizer: Any, tokens: list[int], avg_logprob: float) -> tuple[bool, float]:
     """Whisper's "best of the failed decodes": under the compression threshold first, then by log-probability."""
     return (_compression_ratio(tokenizer.decode(tokens)) <= COMPRESSION_RATIO_THRESHOLD, avg_logprob)
+
+
+LOOP_BACK_TOKENS = 4
+"""Tokens in a row that a decode repeats from its prompt or the window's final text to be taken
+as having gone back to where they were said (``_loops_back``)."""
+
+
+def _loops_back(tokens: list[int], context: list[int], n: int = LOOP_BACK_TOKENS) -> bool:
+    """Whether ``tokens`` repeat ``n`` tokens in a row of ``context``.
+
+    Forced through the last final words only, the decoder sometimes finds them (or words like
+    them) earlier in the window and reads on from there: on LJ001-0005, forced through "As the
+    invention of", the closing decode went on "movable metal letters in the middle of…" from
+    the sentence's start "The invention of movable metal letters", and the merger, which drops
+    a hypothesis that repeats final words, lost "the art of printing." A repeat that was really
+    said costs a second decode, not a word.
+    """
+    if len(tokens) < n or len(context) < n:
+        return False
+    said = {tuple(context[i:i + n]) for i in range(len(context) - n + 1)}
+    return any(tuple(tokens[i:i + n]) in said for i in range(len(tokens) - n + 1))
+
+
+def _forced_start(tokenizer: Any, prefix: list[int], words: int | None) -> int:
+    """Where in ``prefix`` the forced part starts: at the last ``words`` words (``FORCED_PREFIX_WORDS``).
+
+    Cut between words as faster-whisper's tokenizer splits them (on spaces; on whole Unicode
+    characters for languages written without them), so neither part holds half a Hangul
+    syllable; punctuation does not count as a word. ``None`` forces the whole prefix.
+    """
+    if words is None or not prefix:
+        return 0
+    _, word_tokens = tokenizer.split_to_word_tokens(list(prefix))
+    cut = len(prefix)
+    counted = 0
+    for toks in reversed(word_tokens):
+        if counted == words:
+            break
+        cut -= len(toks)
+        if any(ch.isalnum() for ch in tokenizer.decode(toks)):
+            counted += 1
+    return cut
 
 
 def _timed_words(tokenizer: Any, prefix: list[int], tokens: list[int], alignment: Any) -> tuple[Word, ...]:

@@ -63,17 +63,17 @@ log = logging.getLogger("rtwhisper.engine")
 PROBE_S = 11.0
 """Seconds of the bundled sample one probe decode hears (all of it): a dense streaming window."""
 PROBE_PREFIX = "And so my fellow Americans, ask not what your country can do for you,"
-"""The probe window's final words, forced as a streaming update forces them (17 tokens; the
-decoder then reads the last 9 and aligns all 26).
+"""The probe window's final words, given as a streaming update gives them: the engine forces
+the decoder through the last four (``FORCED_PREFIX_WORDS``, 5 tokens) with the rest as its
+prompt, then it reads 9 tokens and aligns all 26.
 
-A streaming update is mostly decoder steps: its window's final words are a forced prefix,
-decoded one token a step. Threads help the encoder's large matrices and slow those small
-steps, so a probe without the prefix (revision 2: 8 s, 15 tokens read) favoured threads the
-real windows do not. Measured on 2 AMD EPYC cores (``base`` int8, 2026-12-03): without the
-prefix one two-thread decode took 0.56–0.68 s against 0.50–0.58 s on one thread (a coin
-flip, and the cached figures chose two threads for the library); with it 1.29 s against
-0.82 s. Streaming 25 s of the long LJ file through one processor, an update cost 1.09 s on
-two threads (0.74 s of it ``generate``) against 0.78 s on one (0.41 s)."""
+A streaming update is mostly decoder steps, which threads slow where they speed up the
+encoder's large matrices, so a probe without them (revision 2: 8 s, 15 tokens read) favoured
+threads the real windows do not. Measured on 2 AMD EPYC cores (``base`` int8, 2026-12-03):
+without the prefix one two-thread decode took 0.56–0.68 s against 0.50–0.58 s on one thread
+(a coin flip, and the cached figures chose two threads for the library); with the whole
+prefix forced (revision 3) 1.23 s against 0.81 s; with its last four words forced (revision
+4) 0.55 s against 0.60 s, and 0.69 s each of two at once."""
 PROBE_ROUNDS = 2
 """Timed rounds per layout (after one warm-up); the best counts, as timeit's ``min`` does."""
 CACHE_FILE = "cpu-layout.json"
@@ -84,16 +84,18 @@ better, 1.43–1.70 where it halved the streams served)."""
 REAL_TIME_UPDATE_S = 0.5
 """The longest server decode of one update (the probe's, :attr:`CpuLayout.update_s`) at which a
 lone stream's 0.5 s updates keep its finals within about a second of the words. On 2 AMD EPYC
-cores (2026-12-03, the probe with its prefix, one real-time stream of the long LJ file's first
-60 s): ``tiny.en`` 0.45 s and final p50/p90 0.84/1.42 s, partial 0.36 s; ``base`` 0.81 s and
-1.49–1.56/2.34–2.52 s, partial 1.0 s. Between them p50 is 1.0 s at about 0.53 s. (The probe
-without its prefix read 0.19 s for ``base`` on 2 Intel Xeon cores, finals 0.9–1.0 s; its
-limit was 0.4 s.)"""
+cores (2026-12-03, one real-time stream of the long LJ file): ``tiny.en`` probes 0.33 s and
+reads final p50/p90 0.70–0.72/1.10–1.16 s, partial 0.26–0.28 s; ``base`` 0.69 s and
+1.08–1.14/1.74–1.98 s, partial 0.63–0.66 s. With the whole final text forced (probe revision
+3) they probed 0.45 and 0.81 s and read 0.84 and 1.49–1.56 s: between them p50 is 1.0 s at
+about 0.55–0.6 s. (The probe without its prefix read 0.19 s for ``base`` on 2 Intel Xeon
+cores, finals 0.9–1.0 s; its limit was 0.4 s.)"""
 
-PROBE_REVISION = 3
+PROBE_REVISION = 4
 """Part of the cache key: figures probed by an older engine are measured again. 2: the log-mel
 no longer wakes numpy's BLAS threads, which slowed decodes beside it (``engine.features``).
-3: the probe decodes with a forced prefix, as streaming updates do (:data:`PROBE_PREFIX`)."""
+3: the probe decodes with a forced prefix, as streaming updates do (:data:`PROBE_PREFIX`).
+4: updates force only their last final words (``FORCED_PREFIX_WORDS``), the rest a prompt."""
 
 _LOCK = threading.Lock()
 _PRIME_LOCK = threading.Lock()

@@ -49,7 +49,7 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
         workers, threads = layout.workers, layout.threads
         if layout.real_time is False:
             log.warning("rtwhisper: one %s update takes %.2f s on this CPU (at most %.1f s keeps finals about "
-                        "a second after the words): expect them 1.5 s or more late; a smaller model keeps up "
+                        "a second after the words): expect them more than a second late; a smaller model keeps up "
                         "(tiny.en for English)", config.resolved_model_name, layout.update_s,
                         REAL_TIME_UPDATE_S)
     workers = workers or default_workers(config.device)
