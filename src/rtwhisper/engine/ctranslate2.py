@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -100,6 +100,9 @@ _PREPEND_PUNCTUATION = "\"'“¿([{-"
 _APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 
+_Conditioning = Literal["tail", "whole", "bare"]
+"""How a decode is conditioned on text (``_Item.conditioning``)."""
+
 _Language = tuple[str, float, str | None, float | None]
 """(language to decode in, its probability, detected language, its probability)."""
 
@@ -129,6 +132,14 @@ class _Item:
     @property
     def content_frames(self) -> int:
         return int(self.features.shape[-1])
+
+    def conditioning(self, how: _Conditioning) -> tuple[list[int], list[int]]:
+        """(previous-text prompt, forced prefix) for a decode: the last final words forced and the
+        words before them in the prompt (``tail``), all of them forced after the prompt
+        (``whole``), or all of them forced and no prompt (``bare``: Whisper's retry)."""
+        if how == "tail":
+            return self.context, self.forced
+        return (self.prompt if how == "whole" else []), self.prefix
 
 
 class WhisperEngine:
@@ -337,11 +348,11 @@ class WhisperEngine:
             items.append(_Item(i, request, features[i], tokenizer, _bucketed(prompt), prefix,
                                _bucketed(prompt + prefix[:cut]), prefix[cut:], language, probability, detected,
                                detected_p))
-        self._generate(items, encoded, beam_size, use_prompt=True, blocked_ngrams=0, whole_prefix=False)
+        self._generate(items, encoded, beam_size, "tail", blocked_ngrams=0)
         # A decoder forced through the last final words only that went back to an earlier
         # place where they (or words like them) were said: again, forced through all of them.
         self._generate([it for it in items if it.forced != it.prefix and _loops_back(it.tokens or [], [
-            *it.context, *it.prefix])], encoded, beam_size, use_prompt=True, blocked_ngrams=0, whole_prefix=True)
+            *it.context, *it.prefix])], encoded, beam_size, "whole", blocked_ngrams=0)
         # Whisper's fallback, without sampling: failed decodes again without the prompt (those
         # that had one), then with a wider beam and repeated trigrams blocked.
         self._retry([it for it in items if not self._passes(it) and it.context], encoded, beam_size, 0)
@@ -355,8 +366,7 @@ class WhisperEngine:
         if not failed:
             return
         kept = {id(it): (it.tokens or [], it.avg_logprob, it.no_speech_prob) for it in failed}
-        self._generate(failed, encoded, beam_size, use_prompt=False, blocked_ngrams=blocked_ngrams,
-                       whole_prefix=True)
+        self._generate(failed, encoded, beam_size, "bare", blocked_ngrams=blocked_ngrams)
         for it in failed:
             tokens, avg_logprob, no_speech_prob = kept[id(it)]
             if _rank(it.tokenizer, tokens, avg_logprob) > _rank(it.tokenizer, it.tokens or [], it.avg_logprob):
@@ -389,8 +399,8 @@ class WhisperEngine:
                 self._tokenizers[key] = tokenizer
             return tokenizer
 
-    def _generate(self, items: list[_Item], encoded: Any, beam_size: int, *, use_prompt: bool,
-                  blocked_ngrams: int, whole_prefix: bool) -> None:
+    def _generate(self, items: list[_Item], encoded: Any, beam_size: int, how: _Conditioning, *,
+                  blocked_ngrams: int) -> None:
         """``generate`` over the items, one call per position of ``<|startoftranscript|>``.
 
         CTranslate2 batches prompts of different lengths only when the start token sits at the
@@ -403,10 +413,7 @@ class WhisperEngine:
         """
         groups: dict[int, list[tuple[_Item, list[int], list[int]]]] = {}
         for it in items:
-            # (prompt, forced): the last final words forced and the rest a prompt, or all of them
-            # forced (with the prompt, or without it: a retry)
-            text, forced = ((it.context, it.forced) if not whole_prefix else (it.prompt, it.prefix)) \
-                if use_prompt else ([], it.prefix)
+            text, forced = it.conditioning(how)
             groups.setdefault(len(text) + 1 if text else 0, []).append((it, text, forced))
         for group in groups.values():  # ``encoded`` holds every item of the batch; take the group's rows
             self._generate_group(group, self._rows(encoded, [it.index for it, _, _ in group]), beam_size,

@@ -37,7 +37,7 @@ The probe's figures are cached (``cpu-layout.json`` in :func:`~rtwhisper.models.
 keyed by CPU, core count, CTranslate2 version, model and compute type, and the layout is
 chosen from them on every read: measuring costs a few decodes (about 1 s for ``base`` on the
 Xeon and 8 s on the EPYC with the old probe; 11 s, ``tiny.en`` 5 s, on the slower EPYC with
-:data:`PROBE_PREFIX`), once, and a new rule applies to old figures.
+:data:`PROBE_PREFIX` all forced, revision 3), once, and a new rule applies to old figures.
 """
 
 from __future__ import annotations
