@@ -282,7 +282,7 @@ def cache_key(model_path: str, compute_type: str, cores: int) -> str:
 
 
 def cpu_name() -> str:
-    """The CPU as its figures depend on it: name, and where the name is generic, family, model and vector ISA.
+    """The CPU as its figures depend on it: its name, family, model and vector ISA.
 
     Clouds name different CPUs alike: two 2-core "AMD EPYC" machines of this project decoded
     ``base`` at 0.69 s (AVX2) and 0.35 s (AVX-512 with VNNI, whose int8 kernels CTranslate2
