@@ -299,3 +299,38 @@ def test_a_doubted_word_over_a_span_needs_the_hypothesis_a_span_before_the_refer
                  for until in (1.0, 1.25, 1.5, 1.75, 2.0)]
     # 1.5 agrees with 1.0 ("a" final, "b" doubted); 2.0 agrees with 1.5, and 1.0 before that: "b c"
     assert committed == [[], [], ["a"], [], ["b", "c"]]
+
+
+THEREFORE = [  # LJ001-0016's end streamed with 0.3 s updates (base, grid phase 0): words and their ends
+    (4.5, [w(" natural.", 4.0, 4.28)]),
+    (4.8, [w(" natural", 4.0, 4.30), w(" there.", 4.30, 4.64)]),
+    (5.1, [w(" natural", 4.0, 4.30), w(" there", 4.30, 4.64), w(" for", 4.64, 4.94)]),
+    (5.4, [w(" natural", 4.0, 4.30), w(" therefore.", 4.30, 4.96), w(" And", 5.2, 5.35)]),
+]
+
+
+def _therefore_finals(merger):
+    return [[x.text.strip() for x in merger.update(words, heard_until_s=until).committed]
+            for until, words in THEREFORE]
+
+
+def test_agreement_margin_keeps_a_word_the_earlier_window_heard_only_to_its_end_pending():
+    """Two windows 0.3 s apart both ended inside "therefore": the first read "there." ending
+    0.16 s before its audio did, the second "there for", and LocalAgreement-2 made "there" final."""
+    assert _therefore_finals(OverlapMerger())[1:3] == [["natural"], ["there"]]
+    # The earlier window must have heard 0.3 s past a word's end to vouch for it: "there" waits,
+    # and the next window, which hears the whole word, has it right.
+    finals = _therefore_finals(OverlapMerger(agreement_margin_s=0.3))
+    assert finals[:3] == [[], [], ["natural"]]
+    assert finals[3] == []  # "therefore." has no earlier hypothesis that agrees: it is pending
+    merger = OverlapMerger(agreement_margin_s=0.3)
+    _therefore_finals(merger)
+    assert [x.text.strip() for x in merger.pending] == ["therefore.", "And"]
+
+
+def test_agreement_margin_without_heard_times_changes_nothing():
+    words = [w(" a", 0.0, 0.2), w(" b", 0.2, 0.4), w(" c", 0.4, 0.6)]
+    for margin in (0.0, 0.3):
+        m = OverlapMerger(agreement_margin_s=margin)
+        m.update(words)
+        assert [x.text.strip() for x in m.update(words).committed] == ["a", "b"]

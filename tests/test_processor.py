@@ -455,6 +455,7 @@ def test_bad_input_is_a_typed_error_and_nothing_is_buffered():
         ({"endpoint_silence_s": 0}, "endpoint_silence_s must be a number of seconds from 0.1"),
         ({"commit_probability": 1.5}, "commit_probability must be from 0 to 1, or None"),
         ({"agreement_span_s": -0.5}, "agreement_span_s must be a number of seconds from 0 to 5"),
+        ({"agreement_margin_s": 6}, "agreement_margin_s must be a number of seconds from 0 to 5"),
     ],
 )
 def test_bad_options_are_config_errors(kwargs, message):

@@ -120,10 +120,11 @@ def test_config_first_gives_ready_and_partials():
     assert d.opened_with == [(None, {"language": "en", "chunk_duration": 1.0, "sample_rate": 16000})]
     d = Driver()
     d.text(json.dumps({"type": "config", "endpoint_silence_s": 0.3, "endpoint_max_silence_s": 0.8,
-                       "commit_probability": 0.9, "commit_margin_s": 0.2, "agreement_span_s": 0.5}))
+                       "commit_probability": 0.9, "commit_margin_s": 0.2, "agreement_span_s": 0.5,
+                       "agreement_margin_s": 0.3}))
     assert d.opened_with == [(None, {"endpoint_silence_s": 0.3, "endpoint_max_silence_s": 0.8,
                                      "commit_probability": 0.9, "commit_margin_s": 0.2, "agreement_span_s": 0.5,
-                                     "sample_rate": 16000})]
+                                     "agreement_margin_s": 0.3, "sample_rate": 16000})]
 
 
 def test_bad_frames_are_rejected_whole_and_do_not_fix_the_settings():

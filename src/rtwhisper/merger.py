@@ -11,7 +11,8 @@ Each window's words arrive with stream-clock times. The merger
    (LocalAgreement-2, Liu et al. 2020, as used by whisper_streaming): a word is final
    once two consecutive windows, the second with more right context, agree on it — or,
    with ``agreement_span_s``, this one and the newest that heard at least that much less
-   (updates faster than the span keep the span's evidence) — a word Whisper doubts
+   (updates faster than the span keep the span's evidence); with ``agreement_margin_s``
+   the earlier one must have heard that far past the word's end — a word Whisper doubts
    (``DOUBT_PROBABILITY``) needs a third hypothesis to agree;
    and, before agreement, a leading word this one hypothesis is sure of: probability at
    least ``COMMIT_PROBABILITY``, ending ``COMMIT_MARGIN_S`` before its audio does;
@@ -50,6 +51,21 @@ file, a real server, two runs of each alternating): final p50 1.11 / 1.14 → 1.
 The 0.5 s presets set it; the processor's default is agreement alone: with 2 s updates the
 second hypothesis hears much more and catches errors (the long LJ file: 3.94 % WER with one
 sure hypothesis, 2.51 % with agreement alone)."""
+
+AGREEMENT_MARGIN_S = 0.3
+"""How far past a word's end the earlier of two agreeing hypotheses must have heard, for
+updates faster than 0.5 s (``agreement_margin_s``; the processor's and the presets' default
+is 0: any earlier hypothesis that wrote the word).
+
+Two windows 0.3 s apart that both end inside a long word both read its first part as a word:
+LJ001-0016's "therefore" came out "there." (ending 0.16 s before its window's end), then
+"there for", and LocalAgreement-2 made "there" final; the closing decode, forced through it,
+read "fore." (0.29). The sure-hypothesis rule did not take it (0.41); agreement did. With 0.5 s
+updates the second window heard the whole word. Measured (English clips, ``base``, five grid
+phases, free compute): 0.3 s updates cost 0.9 WER points with no margin; 0.2 s of margin took
+back two thirds of it and 0.3 s nearly all (``docs/streaming.md``). Not a preset's yet: 0.3 s
+updates read jfk's "Ask not" as "is not" (three quick hypotheses agree on a word Whisper
+doubts before the pause's closing decode reads it)."""
 
 COMMIT_MARGIN_S = 0.1
 """How far before the end of its window's audio a word must end for one hypothesis to make it
@@ -134,13 +150,15 @@ class MergeStep:
 class OverlapMerger:
     """Holds the committed transcript and the previous hypothesis; does no recognition."""
 
-    def __init__(self, *, dedup_window_s: float = 1.0, max_ngram: int = 5, agreement_span_s: float = 0.0) -> None:
+    def __init__(self, *, dedup_window_s: float = 1.0, max_ngram: int = 5, agreement_span_s: float = 0.0,
+                 agreement_margin_s: float = 0.0) -> None:
         self.committed: list[Word] = []
         self.commit_s = 0.0
         self._pending: list[Word] = []
         self._dedup_window_s = dedup_window_s
         self._max_ngram = max_ngram
         self.agreement_span_s = agreement_span_s
+        self.agreement_margin_s = agreement_margin_s
         # Earlier hypotheses' unconfirmed words, newest last, each with how far its window heard:
         # the agreement's other side when hypotheses come faster than ``agreement_span_s``, and
         # the third hypothesis that a doubted word needs.
@@ -241,8 +259,13 @@ class OverlapMerger:
 
         Those the hypothesis before agrees with (:meth:`_reference`), up to the first word under
         ``DOUBT_PROBABILITY`` that the hypothesis before that one does not agree with as well.
+        With ``agreement_margin_s``, the hypothesis before vouches only for the words that end
+        that far before its audio did (:data:`AGREEMENT_MARGIN_S` says why).
         """
-        agreed = _agreed(self._reference(heard_until_s), new)
+        reference = self._reference(heard_until_s)
+        if self.agreement_margin_s > 0 and (heard_s := self._reference_heard_s(heard_until_s)) is not None:
+            reference = [w for w in reference if w.end_s <= heard_s - self.agreement_margin_s]
+        agreed = _agreed(reference, new)
         doubted = next((i for i, w in enumerate(new[:agreed]) if w.probability < DOUBT_PROBABILITY), agreed)
         if doubted < agreed:
             older = self._older(heard_until_s)
@@ -263,6 +286,15 @@ class OverlapMerger:
             return self._pending
         reference = self._newest_before(len(self._earlier), heard_until_s)
         return self._earlier[reference][1] if reference is not None else []
+
+    def _reference_heard_s(self, heard_until_s: float | None) -> float | None:
+        """Where the audio of :meth:`_reference`'s hypothesis ended (``None`` if unknown)."""
+        if heard_until_s is None or not self._earlier:
+            return None
+        if self.agreement_span_s <= 0:
+            return self._earlier[-1][0]
+        reference = self._newest_before(len(self._earlier), heard_until_s)
+        return self._earlier[reference][0] if reference is not None else None
 
     def _older(self, heard_until_s: float | None) -> list[Word] | None:
         """The hypothesis before :meth:`_reference`'s (``None`` if there was none): a doubted word's third.

@@ -183,11 +183,14 @@ class RealtimeWhisperProcessor:
     and ``commands`` presets, the server's default among them, commit a word of probability 0.9
     or more that ends 0.1 s before the audio, :data:`~rtwhisper.merger.COMMIT_PROBABILITY` —
     at their 0.5 s updates the second hypothesis hears little more, at 2 s it catches errors;
-    ``0.0`` commits on the margin alone), and
+    ``0.0`` commits on the margin alone),
     ``agreement_span_s`` (how much less audio the hypothesis agreed with must have heard; 0: the
     previous one, LocalAgreement-2; with updates shorter than the span, the evidence stays that
     of span-long updates while the agreeing hypothesis comes sooner — worth it where decodes are
-    cheap, a GPU). ``vad`` is ``True`` (Silero), ``False`` (decode every update, no endpointing)
+    cheap, a GPU), and ``agreement_margin_s`` (how far past a word's end the hypothesis agreed
+    with must have heard: 0.3 s with 0.3 s updates, where two windows may both end inside one
+    long word, :data:`~rtwhisper.merger.AGREEMENT_MARGIN_S`).
+    ``vad`` is ``True`` (Silero), ``False`` (decode every update, no endpointing)
     or a :class:`~rtwhisper.vad.SpeechDetector`.
     """
 
@@ -215,6 +218,7 @@ class RealtimeWhisperProcessor:
         commit_probability: float | None = None,
         commit_margin_s: float = COMMIT_MARGIN_S,
         agreement_span_s: float = 0.0,
+        agreement_margin_s: float = 0.0,
     ) -> None:
         if task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -228,6 +232,7 @@ class RealtimeWhisperProcessor:
         _check_seconds("endpoint_max_silence_s", endpoint_max_silence_s, endpoint_silence_s, 30.0)
         _check_seconds("commit_margin_s", commit_margin_s, 0.0, 5.0)
         _check_seconds("agreement_span_s", agreement_span_s, 0.0, 5.0)
+        _check_seconds("agreement_margin_s", agreement_margin_s, 0.0, 5.0)
         if commit_probability is not None and (isinstance(commit_probability, bool) or not isinstance(
                 commit_probability, (int, float)) or not 0.0 <= commit_probability <= 1.0):
             raise ConfigError(f"commit_probability must be from 0 to 1, or None, got {commit_probability!r}")
@@ -242,6 +247,7 @@ class RealtimeWhisperProcessor:
         self.commit_probability = commit_probability
         self.commit_margin_s = float(commit_margin_s)
         self.agreement_span_s = float(agreement_span_s)
+        self.agreement_margin_s = float(agreement_margin_s)
         self.sample_rate = sample_rate
         self.channels = channels
         self.bytes_format = bytes_format
@@ -260,7 +266,8 @@ class RealtimeWhisperProcessor:
 
         self._chunker = Chunker(self.config)
         self._max_window_s = float(self.config.max_window_duration or 30.0)
-        self._merger = OverlapMerger(agreement_span_s=agreement_span_s)
+        self._merger = OverlapMerger(agreement_span_s=self.agreement_span_s,
+                                     agreement_margin_s=self.agreement_margin_s)
         self._resampler = StreamResampler(sample_rate) if sample_rate != SAMPLE_RATE else None
         self._detector: SpeechDetector | None = (SileroVad() if vad is True else None) if isinstance(vad, bool) \
             else vad

@@ -34,7 +34,7 @@ from ..audio import read_wav16
 from ..engine import WhisperEngine, streaming_cpu_threads
 from ..engine.layout import cpu_name
 from ..events import TranscriptEvent, Word
-from ..merger import COMMIT_MARGIN_S, COMMIT_PROBABILITY
+from ..merger import AGREEMENT_MARGIN_S, COMMIT_MARGIN_S, COMMIT_PROBABILITY
 from ..metrics import cer, normalize_text, wer
 from ..models import resolve_model
 from ..presets import get_preset
@@ -71,6 +71,7 @@ class BenchConfig:
     commit_probability: float | None = COMMIT_PROBABILITY
     commit_margin_s: float = COMMIT_MARGIN_S
     agreement_span_s: float = 0.0
+    agreement_margin_s: float = 0.0
 
     @classmethod
     def from_preset(cls, preset: str, available: Sequence[str], fallback: str = "base") -> BenchConfig:
@@ -81,7 +82,7 @@ class BenchConfig:
             model = fallback
         return cls(f"preset:{preset}", model, p.chunk_duration, p.overlap_duration, p.beam_size, p.language,
                    p.task, p.initial_prompt, note, p.endpoint_silence_s, p.endpoint_max_silence_s,
-                   p.commit_probability, p.commit_margin_s, p.agreement_span_s)
+                   p.commit_probability, p.commit_margin_s, p.agreement_span_s, p.agreement_margin_s)
 
     def processor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`RealtimeWhisperProcessor` (all but the engine and language)."""
@@ -89,7 +90,7 @@ class BenchConfig:
                 "beam_size": self.beam_size, "task": self.task, "initial_prompt": self.initial_prompt,
                 "endpoint_silence_s": self.endpoint_silence_s, "endpoint_max_silence_s": self.endpoint_max_silence_s,
                 "commit_probability": self.commit_probability, "commit_margin_s": self.commit_margin_s,
-                "agreement_span_s": self.agreement_span_s}
+                "agreement_span_s": self.agreement_span_s, "agreement_margin_s": self.agreement_margin_s}
 
 
 @dataclass
@@ -439,6 +440,8 @@ def default_configs(available: Sequence[str], *, quick: bool = False) -> list[Be
     configs += [BenchConfig.from_preset(p, available) for p in ("high_accuracy", "korean", "captions")]
     # The knobs against each other: update step, the commit rule, the endpoint pause.
     configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (0.3, 1.0, 2.0)]
+    configs += [BenchConfig("sweep base 0.3s agreement margin 0.3s", "base", 0.3, 0.2,
+                            agreement_margin_s=AGREEMENT_MARGIN_S)]
     configs += [BenchConfig("sweep base 0.5s agreement only", "base", 0.5, 0.2, commit_probability=None),
                 BenchConfig("sweep base 0.25s agreeing over 0.5s", "base", 0.25, 0.2, agreement_span_s=0.5),
                 BenchConfig("sweep base 0.5s endpoint 0.3s", "base", 0.5, 0.2, endpoint_silence_s=0.3,

@@ -206,7 +206,7 @@ class StreamDriver:
             "endpoint_silence_s": processor.endpoint_silence_s,
             "endpoint_max_silence_s": processor.endpoint_max_silence_s,
             "commit_probability": processor.commit_probability, "commit_margin_s": processor.commit_margin_s,
-            "agreement_span_s": processor.agreement_span_s,
+            "agreement_span_s": processor.agreement_span_s, "agreement_margin_s": processor.agreement_margin_s,
             **({"replica": self.state.replica} if self.state.replica else {}),
         })
 
