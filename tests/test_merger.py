@@ -320,11 +320,10 @@ def test_agreement_margin_keeps_a_word_the_earlier_window_heard_only_to_its_end_
     assert _therefore_finals(OverlapMerger())[1:3] == [["natural"], ["there"]]
     # The earlier window must have heard 0.3 s past a word's end to vouch for it: "there" waits,
     # and the next window, which hears the whole word, has it right.
-    finals = _therefore_finals(OverlapMerger(agreement_margin_s=0.3))
+    merger = OverlapMerger(agreement_margin_s=0.3)
+    finals = _therefore_finals(merger)
     assert finals[:3] == [[], [], ["natural"]]
     assert finals[3] == []  # "therefore." has no earlier hypothesis that agrees: it is pending
-    merger = OverlapMerger(agreement_margin_s=0.3)
-    _therefore_finals(merger)
     assert [x.text.strip() for x in merger.pending] == ["therefore.", "And"]
 
 

@@ -263,7 +263,8 @@ class OverlapMerger:
         that far before its audio did (:data:`AGREEMENT_MARGIN_S` says why).
         """
         reference = self._reference(heard_until_s)
-        if self.agreement_margin_s > 0 and (heard_s := self._reference_heard_s(heard_until_s)) is not None:
+        if self.agreement_margin_s > 0 and (index := self._reference_index(heard_until_s)) is not None:
+            heard_s = self._earlier[index][0]
             reference = [w for w in reference if w.end_s <= heard_s - self.agreement_margin_s]
         agreed = _agreed(reference, new)
         doubted = next((i for i, w in enumerate(new[:agreed]) if w.probability < DOUBT_PROBABILITY), agreed)
@@ -284,17 +285,12 @@ class OverlapMerger:
         """
         if heard_until_s is None or self.agreement_span_s <= 0:
             return self._pending
-        reference = self._newest_before(len(self._earlier), heard_until_s)
+        reference = self._reference_index(heard_until_s)
         return self._earlier[reference][1] if reference is not None else []
 
-    def _reference_heard_s(self, heard_until_s: float | None) -> float | None:
-        """Where the audio of :meth:`_reference`'s hypothesis ended (``None`` if unknown)."""
-        if heard_until_s is None or not self._earlier:
-            return None
-        if self.agreement_span_s <= 0:
-            return self._earlier[-1][0]
-        reference = self._newest_before(len(self._earlier), heard_until_s)
-        return self._earlier[reference][0] if reference is not None else None
+    def _reference_index(self, heard_until_s: float | None) -> int | None:
+        """Where :meth:`_reference`'s hypothesis is in the earlier ones (``None``: none, or no heard times)."""
+        return None if heard_until_s is None else self._newest_before(len(self._earlier), heard_until_s)
 
     def _older(self, heard_until_s: float | None) -> list[Word] | None:
         """The hypothesis before :meth:`_reference`'s (``None`` if there was none): a doubted word's third.
@@ -302,9 +298,7 @@ class OverlapMerger:
         Without a span the reference is the latest earlier hypothesis (the pending words), and
         this the one before it.
         """
-        if heard_until_s is None:
-            return None
-        reference = self._newest_before(len(self._earlier), heard_until_s)
+        reference = self._reference_index(heard_until_s)
         if reference is None:
             return None
         older = self._newest_before(reference, self._earlier[reference][0])
