@@ -61,11 +61,11 @@ Two windows 0.3 s apart that both end inside a long word both read its first par
 LJ001-0016's "therefore" came out "there." (ending 0.16 s before its window's end), then
 "there for", and LocalAgreement-2 made "there" final; the closing decode, forced through it,
 read "fore." (0.29). The sure-hypothesis rule did not take it (0.41); agreement did. With 0.5 s
-updates the second window heard the whole word. Measured (English clips, ``base``, five grid
+updates the second window heard the whole word. Measured (English clips, ``base``, three grid
 phases, free compute): 0.3 s updates cost 0.9 WER points with no margin; 0.2 s of margin took
-back two thirds of it and 0.3 s nearly all (``docs/streaming.md``). Not a preset's yet: 0.3 s
-updates read jfk's "Ask not" as "is not" (three quick hypotheses agree on a word Whisper
-doubts before the pause's closing decode reads it)."""
+back four fifths of it and 0.3 s two thirds, within the phases' spread (``docs/streaming.md``).
+Not a preset's yet: 0.3 s updates read jfk's "Ask not" as "is not" (three quick hypotheses
+agree on a word Whisper doubts before the pause's closing decode reads it)."""
 
 COMMIT_MARGIN_S = 0.1
 """How far before the end of its window's audio a word must end for one hypothesis to make it

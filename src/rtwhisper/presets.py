@@ -68,7 +68,8 @@ class Preset:
 # 0.26–0.31 s, and 0.25 s updates agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points
 # for 0.12–0.15 s (0.06–0.11 s in real time on the long file; on a GPU 0.17 s).
 # 0.3 s updates with ``agreement_margin_s=0.3`` are faster still in real time (2 Zen 4 cores,
-# long LJ file: 0.96 / 1.70 → 0.86 / 1.26 s) at the same grid WER on the clips, but read jfk's
+# long LJ file: 0.96 / 1.70 → 0.86 / 1.26 s; +0.26 WER points over three grid phases of the
+# clips, within their spread), but read jfk's
 # "Ask not" as "is not": three quick hypotheses agree on a word Whisper doubts (0.03–0.05)
 # before the pause's closing decode can read it (``docs/streaming.md``); not a default yet.
 PRESETS: dict[str, Preset] = {
