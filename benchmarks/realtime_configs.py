@@ -7,7 +7,8 @@
 For each stream count and each ``--config`` (a WebSocket config message's keys), a fresh
 ``rtwhisper serve`` and that many clients sending the long LJ file's first ``--seconds`` at
 real-time pace (``../shared/MEASURING.md``); latency against one offline word timeline of the
-same audio, computed once. Writes ``configs.json`` after every run (a run cut short keeps what
+same audio, computed once (the reference its WER is against). Writes ``configs.json`` (with
+each stream's final text) after every run (a run cut short keeps what
 it measured) and prints one line per run. ``benchmarks/results/gpu-h200/agreement_span.json``
 came from it.
 """
@@ -50,6 +51,7 @@ def main() -> None:
             worst = max((w for w in r["wer"] if w is not None), default=None)
             report.append({"run": f"{name} x{streams}", "config": config, "streams": streams, "final": final,
                            "partial_p50": partial["p50"], "worst_wer": worst, "wers": r["wer"],
+                           "texts": [s["text"] for s in r["per_stream"]],
                            "server_cpu_s": r["server_cpu_s"], "wall_s": time.perf_counter() - started})
             print(f"{name} x{streams}: final p50/p90/max {final['p50']:.2f}/{final['p90']:.2f}/{final['max']:.2f} "
                   f"partial p50 {partial['p50']:.2f} worst WER {worst} server CPU {r['server_cpu_s']:.0f} s",

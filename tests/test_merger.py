@@ -2,7 +2,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtwhisper.events import Word
-from rtwhisper.merger import DOUBT_PROBABILITY, OverlapMerger, drop_hallucinated_tail, normalize_word, repeated_head
+from rtwhisper.merger import (
+    DOUBT_PROBABILITY,
+    DOUBT_SPAN_S,
+    OverlapMerger,
+    drop_hallucinated_tail,
+    normalize_word,
+    repeated_head,
+)
 
 
 def w(text, a, b):
@@ -290,6 +297,29 @@ def test_a_word_three_hypotheses_agree_on_is_final_however_doubted():
     committed = [[x.text.strip() for x in m.update(h, heard_until_s=1.0 + i * 0.5).committed]
                  for i, h in enumerate(heard)]
     assert committed == [[], ["the"], ["Guttenberg"]]  # "Bible" is the last word: it waits for one after it
+
+
+ASK_NOT = [  # jfk's "Ask not" after a pause, streamed with 0.3 s updates (base, grid phase 0)
+    (3.51, [_doubted("and", 3.2, 3.43)]),
+    (3.81, [_doubted("is", 3.2, 3.51)]),
+    (4.11, [_doubted("is", 3.2, 3.69)]),
+    (4.41, [_doubted("is", 3.2, 3.71), w("not", 3.9, 4.21)]),
+    (4.71, [_doubted("is", 3.2, 3.71), w("not", 3.9, 4.21)]),
+    (5.01, [_doubted("is", 3.2, 3.71), w("not", 3.9, 4.21), w("what", 4.9, 5.0)]),
+]
+
+
+def test_a_doubted_words_third_hypothesis_heard_a_second_less():
+    """Quick updates hear little more each: "is" (0.03–0.05) came out of four windows 0.3 s
+    apart, and the third agreeing one made it final before the pause's closing decode, which
+    reads "Ask". The third must have heard ``DOUBT_SPAN_S`` less than the one that decides."""
+    assert DOUBT_SPAN_S == 1.0  # two 0.5 s updates back: LocalAgreement-2 at 0.5 s is unchanged
+    m = OverlapMerger()
+    committed = [[x.text.strip() for x in m.update(words, heard_until_s=until).committed] for until, words in ASK_NOT]
+    # 4.71 agrees with 4.41 and 4.11, but 4.11 heard only 0.6 s less: "is" (and "not" after it)
+    # stays pending, for the closing decode if the pause comes now; at 5.01, 3.81 is a second back.
+    assert committed == [[], [], [], [], [], ["is", "not"]]
+    assert [x.text.strip() for x in m.pending] == ["what"]
 
 
 def test_a_doubted_word_over_a_span_needs_the_hypothesis_a_span_before_the_reference():

@@ -62,6 +62,21 @@ def test_jfk_low_latency_every_word_once(base_engine, manifest):
     assert {e.language for e in events} == {"en"}
 
 
+@pytest.mark.parametrize("late_s", [0.0, 0.1, 0.2])
+def test_jfk_with_fast_updates_and_an_agreement_margin_every_word(base_engine, manifest, late_s):
+    """0.3 s updates with a 0.3 s agreement margin, at every phase of their grid.
+
+    "Ask not", after a pause, came out "is" (0.03–0.05) in four windows 0.3 s apart; three of
+    them made it final before the pause's closing decode (which reads "Ask") until a doubted
+    word's third hypothesis had to have heard a second less (``DOUBT_SPAN_S``).
+    """
+    audio = np.concatenate([np.zeros(round(late_s * 16000), dtype=np.float32), load_wav("en/jfk.wav")])
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine, chunk_duration=0.3,
+                                                agreement_margin_s=0.3)
+    got = normalize_text(final_text(stream(proc, audio, 0.1))).split()
+    assert got == normalize_text(manifest["en/jfk.wav"]["text"]).split()
+
+
 @pytest.mark.parametrize("name", ["en/LJ001-0003.wav"])
 def test_quarter_second_updates_agreeing_over_half_a_second_keep_the_words(base_engine, manifest, name):
     """0.25 s updates, each agreeing with the hypothesis that heard 0.5 s less (``agreement_span_s``).

@@ -61,11 +61,12 @@ Two windows 0.3 s apart that both end inside a long word both read its first par
 LJ001-0016's "therefore" came out "there." (ending 0.16 s before its window's end), then
 "there for", and LocalAgreement-2 made "there" final; the closing decode, forced through it,
 read "fore." (0.29). The sure-hypothesis rule did not take it (0.41); agreement did. With 0.5 s
-updates the second window heard the whole word. Measured (English clips, ``base``, three grid
-phases, free compute): 0.3 s updates cost 0.9 WER points with no margin; 0.2 s of margin took
-back four fifths of it and 0.3 s two thirds, within the phases' spread (``docs/streaming.md``).
-Not a preset's yet: 0.3 s updates read jfk's "Ask not" as "is not" (three quick hypotheses
-agree on a word Whisper doubts before the pause's closing decode reads it)."""
+updates the second window heard the whole word. Measured with 0.3 s updates (``base``, 2 Zen 4
+cores, with ``DOUBT_SPAN_S``): three grid phases of the English clips, free compute, 4.53 % WER
+with no margin, 3.73 % with 0.2 s and 3.81 % with 0.3 s (0.5 s updates: 3.64 %); but the long
+LJ file in real time, one stream, two runs each, read 3.91 / 3.20 % from offline with 0.2 s
+and 1.42 / 2.85 % with 0.3 s (0.5 s updates: 1.42 / 1.42 %), final p50 0.91 / 0.87 s and 0.98 /
+0.93 s (1.01 / 1.01 s). Not a preset's: ``docs/presets.md``."""
 
 COMMIT_MARGIN_S = 0.1
 """How far before the end of its window's audio a word must end for one hypothesis to make it
@@ -81,6 +82,13 @@ Two windows that hear a word's first sound the same way guess it the same way: j
 your country", after the pause behind "Ask not.", came out "Like" (0.17, then 0.23) in the
 first two windows of the new phrase, and LocalAgreement-2 made it final; the third window,
 hearing the whole word, reads "What". Measured on the shared set: ``docs/streaming.md``."""
+
+DOUBT_SPAN_S = 1.0
+"""How much less audio than the hypothesis that would make a doubted word final its third
+agreeing hypothesis must have heard: two updates of 0.5 s back, as LocalAgreement-2 at the
+0.5 s presets has it. Faster updates hear too little more each: at 0.3 s jfk's "Ask not",
+after a pause, came out "is" (0.03–0.05) in four windows running, the third agreeing one only
+0.6 s after the first, before the pause's closing decode (which reads "Ask") came."""
 
 SENTENCE_ENDS = (".", "?", "!", "。", "？", "！", "…")
 _PHRASE_ENDS = (*SENTENCE_ENDS, ",", ";", ":", "，", "、")
@@ -299,10 +307,16 @@ class OverlapMerger:
         this the one before it.
         """
         reference = self._reference_index(heard_until_s)
-        if reference is None:
+        if reference is None or heard_until_s is None:
             return None
-        older = self._newest_before(reference, self._earlier[reference][0])
+        older = self._older_index(reference, heard_until_s)
         return self._earlier[older][1] if older is not None else None
+
+    def _older_index(self, reference: int, heard_until_s: float) -> int | None:
+        """Where :meth:`_older`'s hypothesis is: before the reference, a span less than it heard
+        and ``DOUBT_SPAN_S`` less than the new one."""
+        latest_s = min(self._earlier[reference][0] - self.agreement_span_s, heard_until_s - DOUBT_SPAN_S)
+        return self._newest_before(reference, latest_s + self.agreement_span_s)
 
     def _newest_before(self, end: int, heard_until_s: float) -> int | None:
         """The newest of the first ``end`` earlier hypotheses that heard a whole span less than
@@ -326,14 +340,19 @@ class OverlapMerger:
         self._prune()
 
     def _prune(self) -> None:
-        """Keep the earlier hypotheses that the next one may agree with, and the one before that."""
+        """Keep the earlier hypotheses that the next one may agree with, and its doubted words' third.
+
+        The next one hears at least as much as the latest, so its reference and third are no
+        older than those of a hypothesis that heard just as much as the latest.
+        """
         if not self._earlier:
             return
-        keep = len(self._earlier) - 1  # the next one's reference is at most as new as the latest
-        for _ in range(2):
-            older = self._newest_before(keep, self._earlier[keep][0])
-            keep = older if older is not None else 0
-        self._earlier = self._earlier[keep:]
+        heard_s = self._earlier[-1][0]
+        reference = self._newest_before(len(self._earlier), heard_s)
+        if reference is None:
+            return
+        older = self._older_index(reference, heard_s)
+        self._earlier = self._earlier[older if older is not None else 0:]
 
     def _restore_squeezed_head(self, new: list[Word]) -> list[Word]:
         """Put back the pending words that the new hypothesis's first word was stretched over.

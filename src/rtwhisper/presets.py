@@ -67,11 +67,11 @@ class Preset:
 # 3.94 % WER on the long LJ file against 2.51 %). 0.3 s updates cost 2.2–3.4 WER points for
 # 0.26–0.31 s, and 0.25 s updates agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points
 # for 0.12–0.15 s (0.06–0.11 s in real time on the long file; on a GPU 0.17 s).
-# 0.3 s updates with ``agreement_margin_s=0.3`` are faster still in real time (2 Zen 4 cores,
-# long LJ file: 0.96 / 1.70 → 0.86 / 1.26 s; +0.26 WER points over three grid phases of the
-# clips, within their spread), but read jfk's
-# "Ask not" as "is not": three quick hypotheses agree on a word Whisper doubts (0.03–0.05)
-# before the pause's closing decode can read it (``docs/streaming.md``); not a default yet.
+# 0.3 s updates with ``agreement_margin_s=0.3`` (``AGREEMENT_MARGIN_S``) read jfk right since a
+# doubted word's third hypothesis must have heard a second less (``DOUBT_SPAN_S``), and take
+# 0.25 s off the final p90 of one stream on 2 Zen 4 cores in real time, but only 0.03–0.08 s
+# off p50, for 50 % more compute and 0–1.4 WER points on the long LJ file; with two streams on
+# 2 cores (0.2 s margin) p50 was worse (``docs/presets.md``): an override, not a preset's.
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (

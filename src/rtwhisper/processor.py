@@ -21,8 +21,10 @@ How a word becomes final (see ``docs/streaming.md`` for the measurements):
    forced decoder prefix, so they are never decoded twice and never duplicated.
 3. **Commit**: a word is final when two consecutive hypotheses agree on it
    (LocalAgreement-2; with ``agreement_span_s``, the new one and the newest that heard that
-   much less audio; three, for a word Whisper doubts: ``DOUBT_PROBABILITY``), or — with
-   ``commit_probability``, as the 0.5 s presets set it (0.9) — when one hypothesis is sure
+   much less audio; with ``agreement_margin_s``, the earlier one heard that far past the word;
+   three, the first a second less than the new one, for a word Whisper doubts:
+   ``DOUBT_PROBABILITY``, ``DOUBT_SPAN_S``), or — with ``commit_probability``, as the
+   ``low_latency`` and ``commands`` presets set it (0.9) — when one hypothesis is sure
    of it: probability at least that, ending ``commit_margin_s`` (0.1 s) before the audio does.
 4. **Endpointing**: a pause of ``endpoint_silence_s`` after a finished sentence (or of
    ``endpoint_max_silence_s`` after an unfinished phrase: Whisper's punctuation tells them

@@ -440,7 +440,7 @@ def default_configs(available: Sequence[str], *, quick: bool = False) -> list[Be
     configs += [BenchConfig.from_preset(p, available) for p in ("high_accuracy", "korean", "captions")]
     # The knobs against each other: update step, the commit rule, the endpoint pause.
     configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (0.3, 1.0, 2.0)]
-    configs += [BenchConfig("sweep base 0.3s agreement margin 0.3s", "base", 0.3, 0.2,
+    configs += [BenchConfig(f"sweep base 0.3s agreement margin {AGREEMENT_MARGIN_S:g}s", "base", 0.3, 0.2,
                             agreement_margin_s=AGREEMENT_MARGIN_S)]
     configs += [BenchConfig("sweep base 0.5s agreement only", "base", 0.5, 0.2, commit_probability=None),
                 BenchConfig("sweep base 0.25s agreeing over 0.5s", "base", 0.25, 0.2, agreement_span_s=0.5),
