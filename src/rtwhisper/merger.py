@@ -270,21 +270,23 @@ class OverlapMerger:
         With ``agreement_margin_s``, the hypothesis before vouches only for the words that end
         that far before its audio did (:data:`AGREEMENT_MARGIN_S` says why).
         """
-        reference = self._reference(heard_until_s)
-        if self.agreement_margin_s > 0 and (index := self._reference_index(heard_until_s)) is not None:
+        index = self._reference_index(heard_until_s)
+        reference = self._reference(index, heard_until_s)
+        if self.agreement_margin_s > 0 and index is not None:
             heard_s = self._earlier[index][0]
             reference = [w for w in reference if w.end_s <= heard_s - self.agreement_margin_s]
         agreed = _agreed(reference, new)
         doubted = next((i for i, w in enumerate(new[:agreed]) if w.probability < DOUBT_PROBABILITY), agreed)
         if doubted < agreed:
-            older = self._older(heard_until_s)
+            older = self._older(index, heard_until_s)
             if older is None or _agreed(older, new) <= doubted:
                 return doubted
         return agreed
 
-    def _reference(self, heard_until_s: float | None) -> list[Word]:
+    def _reference(self, index: int | None, heard_until_s: float | None) -> list[Word]:
         """The hypothesis that a new one must agree with: the previous one (LocalAgreement-2),
-        or with ``agreement_span_s`` the newest that heard at least that much less audio.
+        or with ``agreement_span_s`` the newest that heard at least that much less audio
+        (``index``, :meth:`_reference_index`'s).
 
         Updates may come as fast as the machine decodes, but two hypotheses a quarter second
         apart hear almost the same audio and agree on a word cut at the end of both ("and
@@ -293,20 +295,21 @@ class OverlapMerger:
         """
         if heard_until_s is None or self.agreement_span_s <= 0:
             return self._pending
-        reference = self._reference_index(heard_until_s)
-        return self._earlier[reference][1] if reference is not None else []
+        return self._earlier[index][1] if index is not None else []
 
     def _reference_index(self, heard_until_s: float | None) -> int | None:
-        """Where :meth:`_reference`'s hypothesis is in the earlier ones (``None``: none, or no heard times)."""
-        return None if heard_until_s is None else self._newest_before(len(self._earlier), heard_until_s)
+        """Where :meth:`_reference`'s hypothesis is in the earlier ones (``None``: none, or no heard
+        times): the newest that heard a whole span less (without a span: the newest)."""
+        if heard_until_s is None:
+            return None
+        return self._newest_heard_by(len(self._earlier), heard_until_s - self.agreement_span_s)
 
-    def _older(self, heard_until_s: float | None) -> list[Word] | None:
-        """The hypothesis before :meth:`_reference`'s (``None`` if there was none): a doubted word's third.
+    def _older(self, reference: int | None, heard_until_s: float | None) -> list[Word] | None:
+        """The hypothesis before the ``reference``'s (``None`` if there was none): a doubted word's third.
 
         Without a span the reference is the latest earlier hypothesis (the pending words), and
         this the one before it.
         """
-        reference = self._reference_index(heard_until_s)
         if reference is None or heard_until_s is None:
             return None
         older = self._older_index(reference, heard_until_s)
@@ -316,13 +319,12 @@ class OverlapMerger:
         """Where :meth:`_older`'s hypothesis is: before the reference, a span less than it heard
         and ``DOUBT_SPAN_S`` less than the new one."""
         latest_s = min(self._earlier[reference][0] - self.agreement_span_s, heard_until_s - DOUBT_SPAN_S)
-        return self._newest_before(reference, latest_s + self.agreement_span_s)
+        return self._newest_heard_by(reference, latest_s)
 
-    def _newest_before(self, end: int, heard_until_s: float) -> int | None:
-        """The newest of the first ``end`` earlier hypotheses that heard a whole span less than
-        ``heard_until_s`` (without a span: the newest of them)."""
+    def _newest_heard_by(self, end: int, latest_s: float) -> int | None:
+        """The newest of the first ``end`` earlier hypotheses whose audio ended by ``latest_s``."""
         for i in range(end - 1, -1, -1):
-            if self._earlier[i][0] <= heard_until_s - self.agreement_span_s + 1e-6:
+            if self._earlier[i][0] <= latest_s + 1e-6:
                 return i
         return None
 
@@ -348,7 +350,7 @@ class OverlapMerger:
         if not self._earlier:
             return
         heard_s = self._earlier[-1][0]
-        reference = self._newest_before(len(self._earlier), heard_s)
+        reference = self._reference_index(heard_s)
         if reference is None:
             return
         older = self._older_index(reference, heard_s)
