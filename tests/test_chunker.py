@@ -46,13 +46,18 @@ def test_no_window_until_a_chunk_has_arrived():
     last_end=st.floats(0, 100),
     pending=st.floats(0, 60),
     final=st.booleans(),
+    step_frac=st.one_of(st.none(), st.floats(0.2, 1.0)),
 )
 def test_windows_progress_stay_within_bounds_and_end_on_the_grid(chunk, overlap_frac, anchor_frac, last_end,
-                                                                 pending, final):
+                                                                 pending, final, step_frac):
+    # ``step_s`` (a shorter step while the engine has room) moves the grid, nothing else.
     config = ChunkConfig(chunk, chunk * overlap_frac)
     anchor = last_end * anchor_frac
     available = last_end + pending
-    w = Chunker(config).next_window(anchor_s=anchor, last_end_s=last_end, available_s=available, final=final)
+    step = None if step_frac is None else chunk * step_frac
+    w = Chunker(config).next_window(anchor_s=anchor, last_end_s=last_end, available_s=available, final=final,
+                                    step_s=step)
+    chunk = chunk if step is None else step
     if w is None:
         assert pending < chunk + 1e-9 and (not final or pending <= 1e-9)
         return

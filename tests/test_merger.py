@@ -5,6 +5,7 @@ from rtwhisper.events import Word
 from rtwhisper.merger import (
     DOUBT_PROBABILITY,
     DOUBT_SPAN_S,
+    MARGIN_GAP_S,
     OverlapMerger,
     drop_hallucinated_tail,
     normalize_word,
@@ -355,6 +356,22 @@ def test_agreement_margin_keeps_a_word_the_earlier_window_heard_only_to_its_end_
     assert finals[:3] == [[], [], ["natural"]]
     assert finals[3] == []  # "therefore." has no earlier hypothesis that agrees: it is pending
     assert [x.text.strip() for x in merger.pending] == ["therefore.", "And"]
+
+
+def test_agreement_margin_holds_only_for_hypotheses_closer_than_the_margin_gap():
+    """At 0.5 s apart LocalAgreement-2 keeps its words without the margin (MARGIN_GAP_S): the
+    same two hypotheses make "there" final with the margin when 0.5 s apart, and hold it 0.3 s apart."""
+    first = [w(" natural", 4.0, 4.30), w(" there.", 4.30, 4.64)]
+    second = [w(" natural", 4.0, 4.30), w(" there", 4.30, 4.64), w(" for", 4.64, 4.94)]
+    assert MARGIN_GAP_S == 0.5
+    for gap, expected in ((0.5, ["natural", "there"]), (0.4, ["natural"]), (0.3, ["natural"])):
+        m = OverlapMerger(agreement_margin_s=0.3)
+        m.update(first, heard_until_s=4.8)
+        assert [x.text.strip() for x in m.update(second, heard_until_s=4.8 + gap).committed] == expected
+        plain = OverlapMerger()
+        plain.update(first, heard_until_s=4.8)
+        assert [x.text.strip() for x in plain.update(second, heard_until_s=4.8 + gap).committed] == [
+            "natural", "there"]
 
 
 def test_agreement_margin_without_heard_times_changes_nothing():

@@ -572,3 +572,32 @@ def test_an_utterance_whose_shown_words_no_hypothesis_holds_gets_its_end_decoded
     assert [e.text for e in finals] == ["a b"] and finals[0].end_of_utterance
     assert engine.calls[-1][2].end_of_stream  # the end was decoded, with silence after it
     assert finals[0].end_s <= 1.2 + 0.5 + 0.1
+
+
+def test_a_spare_engine_takes_updates_every_spare_chunk():
+    # 0.5 s updates, 0.3 s while a scheduler says the engine has a worker to spare.
+    proc, _ = proc_for(WORDS, chunk_duration=0.5, spare_chunk_duration=0.3)
+    audio = ramp(2.0)
+    proc.feed(audio[:9600])  # 0.6 s
+    plain = proc.next_request()
+    assert plain is not None and plain.duration_s == pytest.approx(0.5)
+    proc, _ = proc_for(WORDS, chunk_duration=0.5, spare_chunk_duration=0.3)
+    proc.feed(audio[:9600])
+    spare = proc.next_request(spare=True)
+    assert spare is not None and spare.duration_s == pytest.approx(0.6)  # two 0.3 s steps due at once
+    proc.feed(audio[9600:14400])  # to 0.9 s
+    ahead = proc.next_request(ahead=True, spare=True)
+    assert ahead is not None and ahead.duration_s == pytest.approx(0.9)
+    # Without a spare step the flag changes nothing; the spare step is never longer than the chunk.
+    still, _ = proc_for(WORDS, chunk_duration=0.5)
+    still.feed(audio[:9600])
+    assert still.next_request(spare=True).duration_s == pytest.approx(0.5)
+    short, _ = proc_for(WORDS, chunk_duration=0.25, spare_chunk_duration=0.3)
+    short.feed(audio[:9600])
+    assert short.next_request(spare=True).duration_s == pytest.approx(0.5)  # two 0.25 s steps
+
+
+@pytest.mark.parametrize("bad", [0, 0.05, -1, "0.3", True, 20.0])
+def test_spare_chunk_duration_is_checked(bad):
+    with pytest.raises(ConfigError, match=r"spare_chunk_duration must be a number of seconds from 0\.1 to 15"):
+        proc_for(WORDS, spare_chunk_duration=bad)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from fakes import TimelineEngine, TimelineVad, ramp
@@ -375,10 +376,13 @@ class AheadCounting(RealtimeWhisperProcessor):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.ahead = 0
+        self.ends = []
 
-    def next_request(self, *, ahead=False):
-        request = super().next_request(ahead=ahead)
+    def next_request(self, *, ahead=False, spare=False):
+        request = super().next_request(ahead=ahead, spare=spare)
         self.ahead += bool(ahead and request is not None)
+        if request is not None:
+            self.ends.append(self._inflight[-1].window.end_s)
         return request
 
 
@@ -392,26 +396,46 @@ def stream_fast(handles, seconds, speed):
         h.finish()
 
 
+def stream_on_two_workers(streams, decode_ahead, per_batch_s, speed, **options):
+    """Stream 6 s of the timeline to ``streams`` processors on two workers; every word arrives once, in order."""
+    engine = CountingEngine(WORDS, per_batch_s=per_batch_s)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, workers=2, decode_ahead=decode_ahead,
+                          max_delay_s=60, max_lag_s=60)
+    try:
+        collectors = [Collector() for _ in range(streams)]
+        procs = [AheadCounting(engine=engine, vad=TimelineVad(WORDS), **options) for _ in collectors]
+        handles = [scheduler.open(p, c.on_events, c.on_close) for p, c in zip(procs, collectors, strict=True)]
+        stream_fast(handles, 6.0, speed=speed)
+        for c in collectors:
+            assert c.closed.wait(30) and c.reason is None
+            assert c.words == [w.text.strip() for w in WORDS]  # in order, none lost or repeated
+    finally:
+        scheduler.shutdown()
+    return engine, procs
+
+
 @pytest.mark.parametrize(("streams", "decode_ahead", "goes_ahead"),
                          [(1, True, True), (1, False, False), (2, True, False)])
 def test_a_spare_worker_decodes_a_lone_streams_next_update_ahead(streams, decode_ahead, goes_ahead):
     # Decodes (0.12 s) outlast the update step (0.25 s of audio every 0.083 s at 3x real time).
     # A lone stream on two workers has its next update decoded while the one before is still
     # running; with as many streams as workers, or decode_ahead off, one at a time.
-    engine = CountingEngine(WORDS, per_batch_s=0.12)
-    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, workers=2, decode_ahead=decode_ahead,
-                          max_delay_s=60, max_lag_s=60)
-    try:
-        collectors = [Collector() for _ in range(streams)]
-        procs = [AheadCounting(engine=engine, vad=TimelineVad(WORDS), chunk_duration=0.25, agreement_span_s=0.5)
-                 for _ in collectors]
-        handles = [scheduler.open(p, c.on_events, c.on_close) for p, c in zip(procs, collectors, strict=True)]
-        stream_fast(handles, 6.0, speed=3.0)
-        for c in collectors:
-            assert c.closed.wait(30) and c.reason is None
-            assert c.words == [w.text.strip() for w in WORDS]  # in order, none lost or repeated
-        assert all((p.ahead > 0) == goes_ahead for p in procs)
-        if streams == 1:
-            assert engine.most_at_once == (2 if goes_ahead else 1)
-    finally:
-        scheduler.shutdown()
+    engine, procs = stream_on_two_workers(streams, decode_ahead, 0.12, 3.0, chunk_duration=0.25,
+                                          agreement_span_s=0.5)
+    assert all((p.ahead > 0) == goes_ahead for p in procs)
+    if streams == 1:
+        assert engine.most_at_once == (2 if goes_ahead else 1)
+
+
+@pytest.mark.parametrize(("streams", "decode_ahead", "spare"), [(1, True, True), (1, False, False), (2, True, False)])
+def test_a_lone_stream_updates_every_spare_chunk_while_a_worker_is_spare(streams, decode_ahead, spare):
+    # 0.5 s updates, 0.3 s while the engine has more workers than streams: a lone stream on two
+    # workers gets windows 0.3 s apart; two streams (or decode_ahead off) keep 0.5 s.
+    _, procs = stream_on_two_workers(streams, decode_ahead, 0.02, 2.0, chunk_duration=0.5, spare_chunk_duration=0.3)
+    for p in procs:
+        steps = np.round(np.diff(p.ends), 3)
+        assert len(steps) >= 8
+        if spare:
+            assert np.median(steps) == pytest.approx(0.3)  # on 0.1 s blocks: 0.3 s steps, a few longer
+        else:
+            assert steps.min() >= 0.5 - 1e-6

@@ -459,6 +459,42 @@ def test_metrics_while_streams_run(server):
     assert metric(final, "rtwhisper_uploads_total", endpoint="/transcribe", status="200") >= 1
 
 
+def updates_total(server) -> float:
+    """rtwhisper_updates_total once it has settled (a stream's last windows are counted as it closes)."""
+    value = metric(httpx.get(server.url + "/metrics").text, "rtwhisper_updates_total")
+    for _ in range(20):
+        time.sleep(0.2)
+        again = metric(httpx.get(server.url + "/metrics").text, "rtwhisper_updates_total")
+        if again == value:
+            return value
+        value = again
+    return value
+
+
+def test_a_lone_stream_updates_every_0_3_s_while_a_worker_is_spare(server):
+    """``spare_chunk_duration=0.3`` updates a stream every 0.3 s while the server has more workers
+    than streams, and jfk reads right; the default keeps 0.5 s updates. Counted by /metrics'
+    ``rtwhisper_updates_total``, one real-time stream at a time."""
+    audio = load_wav("en/jfk.wav")
+    counts, texts, ready = {}, {}, {}
+    for name, extra in (("spare", {"spare_chunk_duration": 0.3, "agreement_margin_s": 0.3}), ("plain", {})):
+        before = updates_total(server)
+        received, _, _ = asyncio.run(paced(server.ws_url, audio, config={"type": "config", "language": "en", **extra}))
+        counts[name] = updates_total(server) - before
+        ready[name] = next(m for _, m in received if m["type"] == "ready")
+        texts[name] = finals_text([m for _, m in received])
+    assert (ready["spare"]["spare_chunk_duration"], ready["plain"]["spare_chunk_duration"]) == (0.3, None)
+    assert ready["spare"]["chunk_duration"] == 0.5 and ready["spare"]["agreement_margin_s"] == 0.3
+    for text in texts.values():
+        assert wer(JFK_TEXT, text) <= 0.05, texts
+    health = httpx.get(server.url + "/health").json()
+    assert counts["plain"] >= 10, counts  # about 8 s of speech at 0.5 s updates, silence skipped
+    if health["workers"] >= 2 and health["decode_ahead"] and server_update(server)[1]:
+        assert counts["spare"] >= 1.3 * counts["plain"], counts
+    elif health["workers"] == 1:  # no worker to spare: the same cadence
+        assert abs(counts["spare"] - counts["plain"]) <= 2, counts
+
+
 def test_abusive_frames_get_errors_and_the_stream_goes_on(server):
     async def run():
         got = []

@@ -99,15 +99,17 @@ class Chunker:
     def __init__(self, config: ChunkConfig) -> None:
         self.config = config
 
-    def next_window(self, *, anchor_s: float, last_end_s: float, available_s: float, final: bool) -> Window | None:
+    def next_window(self, *, anchor_s: float, last_end_s: float, available_s: float, final: bool,
+                    step_s: float | None = None) -> Window | None:
         """The next window to transcribe, or ``None`` when no update is due.
 
-        An update is due once a whole chunk of new audio has arrived; when several are
+        An update is due once a whole chunk of new audio has arrived (``step_s`` of it when
+        given: a shorter step while the engine has room); when several are
         pending (the caller fed a lot at once, or inference fell behind), one window takes
         them all, up to the maximum length, so a late stream catches up instead of
         queueing. With ``final`` the rest of the audio is due even if shorter than a chunk.
         """
-        chunk = self.config.chunk_duration
+        chunk = self.config.chunk_duration if step_s is None else step_s
         pending = available_s - last_end_s
         if pending <= _EPS:
             return None

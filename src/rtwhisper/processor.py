@@ -189,9 +189,12 @@ class RealtimeWhisperProcessor:
     ``agreement_span_s`` (how much less audio the hypothesis agreed with must have heard; 0: the
     previous one, LocalAgreement-2; with updates shorter than the span, the evidence stays that
     of span-long updates while the agreeing hypothesis comes sooner — worth it where decodes are
-    cheap, a GPU), and ``agreement_margin_s`` (how far past a word's end the hypothesis agreed
-    with must have heard: 0.3 s with 0.3 s updates, where two windows may both end inside one
-    long word, :data:`~rtwhisper.merger.AGREEMENT_MARGIN_S`).
+    cheap, a GPU), ``agreement_margin_s`` (how far past a word's end the hypothesis agreed
+    with must have heard, when it heard less than 0.5 s less: 0.3 s with 0.3 s updates, where
+    two windows may both end inside one long word, :data:`~rtwhisper.merger.AGREEMENT_MARGIN_S`),
+    and ``spare_chunk_duration`` (the update step while a scheduler says the engine has a worker
+    to spare, ``next_request(spare=True)``; ``None``, the presets' default: ``chunk_duration``
+    at any load; ``docs/presets.md`` has what 0.3 s gains and costs).
     ``vad`` is ``True`` (Silero), ``False`` (decode every update, no endpointing)
     or a :class:`~rtwhisper.vad.SpeechDetector`.
     """
@@ -221,6 +224,7 @@ class RealtimeWhisperProcessor:
         commit_margin_s: float = COMMIT_MARGIN_S,
         agreement_span_s: float = 0.0,
         agreement_margin_s: float = 0.0,
+        spare_chunk_duration: float | None = None,
     ) -> None:
         if task not in TASKS:
             raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -235,6 +239,8 @@ class RealtimeWhisperProcessor:
         _check_seconds("commit_margin_s", commit_margin_s, 0.0, 5.0)
         _check_seconds("agreement_span_s", agreement_span_s, 0.0, 5.0)
         _check_seconds("agreement_margin_s", agreement_margin_s, 0.0, 5.0)
+        if spare_chunk_duration is not None:
+            _check_seconds("spare_chunk_duration", spare_chunk_duration, 0.1, 15.0)
         if commit_probability is not None and (isinstance(commit_probability, bool) or not isinstance(
                 commit_probability, (int, float)) or not 0.0 <= commit_probability <= 1.0):
             raise ConfigError(f"commit_probability must be from 0 to 1, or None, got {commit_probability!r}")
@@ -250,6 +256,7 @@ class RealtimeWhisperProcessor:
         self.commit_margin_s = float(commit_margin_s)
         self.agreement_span_s = float(agreement_span_s)
         self.agreement_margin_s = float(agreement_margin_s)
+        self.spare_chunk_duration = None if spare_chunk_duration is None else float(spare_chunk_duration)
         self.sample_rate = sample_rate
         self.channels = channels
         self.bytes_format = bytes_format
@@ -443,8 +450,12 @@ class RealtimeWhisperProcessor:
 
     # -- the scheduler's interface --------------------------------------------------------
 
-    def next_request(self, *, ahead: bool = False) -> DecodeRequest | None:
+    def next_request(self, *, ahead: bool = False, spare: bool = False) -> DecodeRequest | None:
         """The window due for recognition, as an engine request, or ``None`` if none is due.
+
+        ``spare``: the engine has a worker to spare (a scheduler with more workers than
+        streams says so); updates may then come every ``spare_chunk_duration`` of new audio
+        instead of every ``chunk_duration`` (:meth:`_step_s`).
 
         One request is out at a time: until :meth:`apply` gets its hypothesis, this returns
         ``None`` — unless ``ahead``: a scheduler with an idle worker may then have the next
@@ -457,9 +468,9 @@ class RealtimeWhisperProcessor:
         if self._finished:
             return None
         if self._inflight:
-            return self._next_ahead() if ahead else None
+            return self._next_ahead(spare) if ahead else None
         horizon = self._horizon_s()
-        chunk = self.config.chunk_duration
+        chunk = self._step_s(spare)
         while True:
             endpoint = self._next_endpoint(horizon)
             next_grid = self._last_end_s + chunk
@@ -484,7 +495,7 @@ class RealtimeWhisperProcessor:
                 else:
                     limit = min(limit, endpoint.ended_s - 1e-6)  # the endpoint comes first
             window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=self._last_end_s,
-                                               available_s=limit, final=False)
+                                               available_s=limit, final=False, step_s=chunk)
             if window is None:
                 return None
             if not self._has_new_speech(window.end_s):
@@ -506,7 +517,22 @@ class RealtimeWhisperProcessor:
             horizon = min(horizon, self._endpointer.now_s + FRAME_S)
         return horizon
 
-    def _next_ahead(self) -> DecodeRequest | None:
+    def _step_s(self, spare: bool) -> float:
+        """New audio per update: ``chunk_duration``, or ``spare_chunk_duration`` (at most that)
+        while the engine has a worker to spare.
+
+        A word waits for the update after it ends and, unless one hypothesis is sure of it,
+        for the one after that: the step is most of the final latency a machine with time to
+        spare can take off. Under load every update costs a stream's share of the engine, and
+        the step goes back to ``chunk_duration`` (with 0.3 s updates two streams on 2 cores
+        had a worse p50 than with 0.5 s: the cores were saturated).
+        """
+        chunk = self.config.chunk_duration
+        if spare and self.spare_chunk_duration is not None:
+            return min(chunk, self.spare_chunk_duration)
+        return chunk
+
+    def _next_ahead(self, spare: bool) -> DecodeRequest | None:
         """A plain update after the windows in flight, or ``None``.
 
         Only updates go ahead: an endpoint, a skipped pause or a stream's end waits for the
@@ -519,7 +545,7 @@ class RealtimeWhisperProcessor:
             return None
         last_end_s = self._inflight[-1].window.end_s
         window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=last_end_s, available_s=horizon,
-                                           final=False)
+                                           final=False, step_s=self._step_s(spare))
         if window is None or not self._has_new_speech(window.end_s) or any(
                 u.ended_s is not None and last_end_s < u.ended_s <= window.end_s
                 for u in self._endpointer.utterances):

@@ -8,7 +8,8 @@ another twice — and, when the call returns, hands each stream its events (``ap
 With two workers, two batches run at once on the engine's two CTranslate2 replicas (which
 share the weights), each on its share of the cores; with fewer streams than workers, a
 stream's next update goes to the spare worker while the one before it still runs
-(``decode_ahead``). While the workers compute, the scheduler thread goes on feeding the
+(``decode_ahead``), and its updates come every ``spare_chunk_duration`` instead of every
+``chunk_duration`` (``next_request(spare=True)``). While the workers compute, the scheduler thread goes on feeding the
 streams. Front ends (the server, the threaded runner) only call :meth:`StreamHandle.feed`,
 :meth:`StreamHandle.flush` and :meth:`StreamHandle.finish` from any thread and receive events
 through a callback.
@@ -185,7 +186,9 @@ class Scheduler:
     little, so the default is short). ``workers`` engine calls may run at once (give the
     engine as many CTranslate2 workers). ``max_streams`` is a hard cap. ``decode_ahead``: a
     worker that no stream can need decodes a stream's next update while its previous one is
-    still on the engine (``next_request(ahead=True)``), so that a lone stream uses both cores.
+    still on the engine (``next_request(ahead=True)``), so that a lone stream uses both cores,
+    and with more workers than streams updates come every ``spare_chunk_duration``
+    (:meth:`_spare`).
     """
 
     def __init__(self, engine: Engine, *, max_batch: int = 8, batch_wait_s: float = 0.02, max_delay_s: float = 1.0,
@@ -335,7 +338,7 @@ class Scheduler:
                     return
                 if flush:  # delivered even when empty: the front end learns the flush is done
                     self._deliver(handle, self._timed(handle, proc.flush), progress=True)
-                request = proc.next_request()
+                request = proc.next_request(spare=self._spare())
                 if request is not None:
                     handle._due = _Ticket(request, self.clock())
                 events = proc.take_events()
@@ -349,6 +352,14 @@ class Scheduler:
                     handle._finish |= finish
         except Exception as exc:  # one stream's failure must not stop the others
             self._fail(handle, exc)
+
+    def _spare(self) -> bool:
+        """Whether the engine has a worker to spare: more workers than streams (with
+        ``decode_ahead``). A stream's updates may then come sooner
+        (``RealtimeWhisperProcessor.spare_chunk_duration``); with a worker per stream or
+        fewer, each keeps its ``chunk_duration``."""
+        with self._cond:
+            return self.decode_ahead and len(self._streams) < self.workers
 
     def _go_ahead(self, streams: list[StreamHandle]) -> None:
         """Give workers that no stream can need the next update of streams already on the engine.
@@ -367,7 +378,7 @@ class Scheduler:
                             and not (h._flush or h._finish)), key=lambda h: h._sent[0].due_since)
         for handle in ready[:spare]:
             try:
-                request = handle.processor.next_request(ahead=True)
+                request = handle.processor.next_request(ahead=True, spare=True)
             except Exception as exc:
                 self._fail(handle, exc)
                 continue

@@ -28,6 +28,8 @@ class ServerMetrics:
                                registry=r)
         self.compute_s = Counter("rtwhisper_compute_seconds", "Seconds the model spent on stream windows",
                                  registry=r)
+        self.updates = Counter("rtwhisper_updates", "Stream windows decoded (updates, endpoints, flushes, ends)",
+                               registry=r)
         self.final_latency_s = Histogram(
             "rtwhisper_final_latency_seconds", "Audio received past a final's last word when it was sent",
             buckets=LATENCY_BUCKETS_S, registry=r)

@@ -47,7 +47,8 @@ Message = dict[str, Any]
 
 CONFIG_KEYS = ("preset", "language", "task", "format", "sample_rate", "initial_prompt", "chunk_duration",
                "overlap_duration", "beam_size", "partials", "endpoint_silence_s", "endpoint_max_silence_s",
-               "commit_probability", "commit_margin_s", "agreement_span_s", "agreement_margin_s")
+               "commit_probability", "commit_margin_s", "agreement_span_s", "agreement_margin_s",
+               "spare_chunk_duration")
 
 LAG_REPORT_S = 2.0
 """Report lag once recognition is this far behind the audio a client sent (beyond the update
@@ -150,6 +151,7 @@ class StreamConfig:
     commit_margin_s: float | None = None
     agreement_span_s: float | None = None
     agreement_margin_s: float | None = None
+    spare_chunk_duration: float | None = None
     partials: bool = False
     """Send partials too. Off for clients that send no config (the guide's clients append
     every message's ``text``, so they get finals only); on by default in a config message."""
@@ -189,7 +191,8 @@ class StreamConfig:
             raise ConfigError(f"initial_prompt must be a string, got {prompt!r}")
         config.initial_prompt = prompt
         for name in ("chunk_duration", "overlap_duration", "endpoint_silence_s", "endpoint_max_silence_s",
-                     "commit_probability", "commit_margin_s", "agreement_span_s", "agreement_margin_s"):
+                     "commit_probability", "commit_margin_s", "agreement_span_s", "agreement_margin_s",
+                     "spare_chunk_duration"):
             value = message.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 what = "a probability from 0 to 1" if name == "commit_probability" else "a number of seconds"
@@ -213,7 +216,7 @@ class StreamConfig:
             "beam_size": self.beam_size, "endpoint_silence_s": self.endpoint_silence_s,
             "endpoint_max_silence_s": self.endpoint_max_silence_s, "commit_probability": self.commit_probability,
             "commit_margin_s": self.commit_margin_s, "agreement_span_s": self.agreement_span_s,
-            "agreement_margin_s": self.agreement_margin_s,
+            "agreement_margin_s": self.agreement_margin_s, "spare_chunk_duration": self.spare_chunk_duration,
         }
         options = {k: v for k, v in options.items() if v is not None}
         options["sample_rate"] = self.sample_rate  # frames are decoded here; the processor resamples

@@ -107,6 +107,7 @@ class StreamDriver:
         self.loop = asyncio.get_running_loop()
         self.metrics = state.metrics
         self.compute_counted_s = 0.0
+        self.updates_counted = 0
 
     async def run(self) -> None:
         log.info("stream %d start protocol=%s client=%s", self.id, self.protocol,
@@ -207,6 +208,7 @@ class StreamDriver:
             "endpoint_max_silence_s": processor.endpoint_max_silence_s,
             "commit_probability": processor.commit_probability, "commit_margin_s": processor.commit_margin_s,
             "agreement_span_s": processor.agreement_span_s, "agreement_margin_s": processor.agreement_margin_s,
+            "spare_chunk_duration": processor.spare_chunk_duration,
             **({"replica": self.state.replica} if self.state.replica else {}),
         })
 
@@ -221,6 +223,9 @@ class StreamDriver:
             total = self.handle.compute_s
             self.metrics.compute_s.inc(max(0.0, total - self.compute_counted_s))
             self.compute_counted_s = total
+            updates = self.handle.processor.updates
+            self.metrics.updates.inc(max(0, updates - self.updates_counted))
+            self.updates_counted = updates
 
     # -- called on the scheduler's thread ---------------------------------------------------------
 
