@@ -378,7 +378,7 @@ class Scheduler:
                             and not (h._flush or h._finish)), key=lambda h: h._sent[0].due_since)
         for handle in ready[:spare]:
             try:
-                request = handle.processor.next_request(ahead=True, spare=True)
+                request = handle.processor.next_request(ahead=True, spare=self._spare())
             except Exception as exc:
                 self._fail(handle, exc)
                 continue

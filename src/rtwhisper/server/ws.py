@@ -127,7 +127,7 @@ class StreamDriver:
             if self.handle is not None:
                 self.handle.close()  # a no-op after finish; drops the stream if the client left
             handle = self.handle
-            self._count_compute()
+            self._count_work()
             self.metrics.closes.labels(str(self.close_code) if self.close_code is not None else "client").inc()
             log.info("stream %d end protocol=%s audio_s=%.1f compute_s=%.2f close=%s", self.id, self.protocol,
                      self.session.received_s, handle.compute_s if handle else 0.0,
@@ -161,7 +161,7 @@ class StreamDriver:
         while True:
             kind, payload, seconds = await self.inbox.get()
             if kind == "events":
-                self._count_compute()
+                self._count_work()
                 self.metrics.lag_s.observe(max(0.0, self.session.received_s - seconds))
                 self._observe(payload)
                 await self.perform(self.session.recognised(payload, seconds))
@@ -218,7 +218,7 @@ class StreamDriver:
             if event.is_final and event.words:
                 self.metrics.final_latency_s.observe(max(0.0, self.session.received_s - event.words[-1].end_s))
 
-    def _count_compute(self) -> None:
+    def _count_work(self) -> None:
         if self.handle is not None:
             total = self.handle.compute_s
             self.metrics.compute_s.inc(max(0.0, total - self.compute_counted_s))
