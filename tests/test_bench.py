@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -21,12 +23,15 @@ def test_seam_errors_count_duplicates_and_losses():
     assert seam_errors("no no no", "no no no") == (0, 0)
 
 
-def test_the_plain_base_configuration_is_the_servers_default_preset():
+def test_the_main_configurations_are_the_servers_default_preset():
     from rtwhisper.bench import BenchConfig
+    from rtwhisper.bench.simulate import default_configs
 
-    plain = BenchConfig("base 0.5s", "base", 0.5, 0.2)
-    assert plain.processor_options() == BenchConfig.from_preset("low_latency", ["base"]).processor_options()
-    assert plain.processor_options()["endpoint_max_silence_s"] == 1.0
+    base, tiny = default_configs(["base", "tiny.en"], quick=True)
+    preset = BenchConfig.from_preset("low_latency", ["base"]).processor_options()
+    assert (base.name, base.model_name, tiny.name, tiny.model_name) == ("base 0.5s", "base", "tiny.en 0.5s", "tiny.en")
+    assert base.processor_options() == tiny.processor_options() == preset
+    assert preset["chunk_duration"] == 0.5 and preset["endpoint_max_silence_s"] == 1.0
 
 
 def test_simulated_latency_is_computation_aware():
@@ -47,6 +52,61 @@ def test_simulated_latency_is_computation_aware():
     assert all(0 <= x <= 3.0 for x in agreed) and max(agreed) >= 1.0
     sure = latencies(commit_probability=0.9)  # a sure word is final in the first window that hears a word after it
     assert all(0 <= x <= 1.0 + 1e-9 for x in sure) and sum(sure) < sum(agreed)
+
+
+class SlowEngine(TimelineEngine):
+    """Takes ``seconds`` of real time over every decode (the served clock times each one)."""
+
+    def __init__(self, words, seconds):
+        super().__init__(words)
+        self.seconds = seconds
+
+    def transcribe(self, audio, options):
+        time.sleep(self.seconds)
+        return super().transcribe(audio, options)
+
+
+def test_the_served_clock_decodes_ahead_on_a_spare_worker():
+    from rtwhisper.bench.simulate import simulate_served
+
+    words = [Word(f" w{i}", 0.2 + 0.5 * i, 0.6 + 0.5 * i) for i in range(4)]
+
+    def served(workers, seconds):
+        engine = SlowEngine(words, seconds)
+
+        def make():
+            return RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), chunk_duration=0.5,
+                                            overlap_duration=0.2, spare_chunk_duration=0.2, language="en")
+
+        timeline, compute_s = simulate_served(make, ramp(2.5), workers=workers)
+        finals = [(clock, w) for clock, e in timeline if e.is_final for w in e.words]
+        assert [w.text.strip() for _, w in finals] == [w.text.strip() for w in words]
+        assert all(clock >= w.end_s for clock, w in finals)  # nothing final before it was said
+        ends = [end for _, end, options in engine.calls if not options.end_of_stream]
+        return [round(b - a, 3) for a, b in itertools.pairwise(ends)], compute_s, len(engine.calls)
+
+    # Two workers: 0.2 s steps although each decode takes 0.3 s (the next one runs beside it).
+    steps, compute_s, calls = served(2, 0.3)
+    assert steps and min(steps) == pytest.approx(0.2) and steps.count(0.2) >= len(steps) // 2, steps
+    assert compute_s == pytest.approx(0.3 * calls, rel=0.2)
+    # One worker (a GPU's, or a CPU laid out whole): chunk_duration steps, one decode at a time.
+    steps, _, _ = served(1, 0.0)
+    assert steps and min(steps) >= 0.5 - 1e-9, steps
+
+
+def test_the_served_clock_takes_in_every_block_of_a_long_file():
+    # 32.3 s × 16000 is a hair under 516800 in floating point: the clock waited for that block forever.
+    from rtwhisper.bench.simulate import simulate_served
+
+    words = [Word(f" w{i}", 0.2 + 1.1 * i, 0.6 + 1.1 * i) for i in range(36)]
+
+    def make():
+        return RealtimeWhisperProcessor(engine=TimelineEngine(words), vad=TimelineVad(words), chunk_duration=0.5,
+                                        overlap_duration=0.2, spare_chunk_duration=0.3, language="en")
+
+    timeline, _ = simulate_served(make, ramp(40.0), workers=2)
+    assert " ".join(e.text for _, e in timeline if e.is_final).split() == [w.text.strip() for w in words]
+    assert timeline[-1][1].end_s == pytest.approx(40.0)
 
 
 def test_the_grid_accuracy_is_the_mean_over_phases_with_its_spread():

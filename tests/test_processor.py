@@ -601,3 +601,66 @@ def test_a_spare_engine_takes_updates_every_spare_chunk():
 def test_spare_chunk_duration_is_checked(bad):
     with pytest.raises(ConfigError, match=r"spare_chunk_duration must be a number of seconds from 0\.1 to 15"):
         proc_for(WORDS, spare_chunk_duration=bad)
+
+
+PAUSED = [Word(f" p{i}{'.' if i == 4 else ''}", 0.3 + i * 0.5, 0.7 + i * 0.5) for i in range(5)] + [
+    Word(f" q{i}", 4.3 + i * 0.5, 4.7 + i * 0.5) for i in range(4)]  # a pause from 2.7 to 4.3 s
+
+
+class PeriodEngine(TimelineEngine):
+    """Writes a sentence's period only when it hears the speech stop, as Whisper does: in a window
+    padded with silence (a closing or paused one), not in one that ends 0.1-0.3 s into the pause."""
+
+    def transcribe(self, audio, options):
+        hypothesis = super().transcribe(audio, options)
+        if options.end_of_stream or options.paused:
+            return hypothesis
+        words = tuple(replace(w, text=w.text.rstrip(".")) for w in hypothesis.words)
+        return Hypothesis(words, "en", 0.99)
+
+
+def first_eou_at(engine, **kwargs):
+    """Audio fed (s) when the first utterance's final came, and the first final."""
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(PAUSED), **kwargs)
+    audio = ramp(7.0)
+    for i in range(0, len(audio), 1600):
+        proc.feed(audio[i:i + 1600])
+        for e in proc.results():
+            if e.is_final and e.end_of_utterance:
+                return (i + 1600) / 16000, e
+    raise AssertionError("no end of utterance before the stream ended")
+
+
+@pytest.mark.parametrize("chunk", [0.3, 0.5])
+def test_an_unfinished_phrase_gets_a_padded_decode_at_its_endpoint(chunk):
+    # Windows 0.1-0.3 s into the pause wrote no period (the phrase looked unfinished) and the
+    # utterance waited endpoint_max_silence_s (1.0 s); a decode padded with silence at the
+    # endpoint (0.5 s) hears the speech stop and writes it.
+    engine = PeriodEngine(PAUSED)
+    at_s, final = first_eou_at(engine, chunk_duration=chunk, endpoint_max_silence_s=1.0)  # the presets'
+
+    assert at_s <= 2.7 + 0.5 + 0.1 + 1e-9, (at_s, final)
+    assert final.text.split()[-1] == "p4."
+    padded = [end for _, end, options in engine.calls if options.paused]
+    assert padded and all(2.7 + 0.5 - 0.05 <= end <= 2.7 + 0.6 for end in padded), padded
+    # Interim windows that end inside the speech or early in the pause are never padded.
+    assert not any(options.paused for _, end, options in engine.calls if end < 3.1 or 4.3 < end < 6.0)
+
+
+class FailsShortEngine(TimelineEngine):
+    """Fails Whisper's thresholds on short interim windows (a phrase's first, 0.5 s)."""
+
+    def transcribe(self, audio, options):
+        hypothesis = super().transcribe(audio, options)
+        if options.end_of_stream or len(audio) > 0.8 * 16000:
+            return hypothesis
+        return Hypothesis(hypothesis.words, "en", 0.99, passed=False)
+
+
+def test_a_failed_first_window_that_later_ones_outheard_needs_no_closing_decode():
+    engine = FailsShortEngine(PAUSED)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(PAUSED), chunk_duration=0.5)
+    events = run(proc, ramp(7.0), 1600)
+    assert " ".join(e.text for e in events if e.is_final).split() == [w.text.strip() for w in PAUSED]
+    closing = [end for _, end, options in engine.calls if options.end_of_stream]
+    assert closing == [], closing  # both utterances ended without a decode of their own

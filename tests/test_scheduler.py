@@ -381,7 +381,7 @@ class AheadCounting(RealtimeWhisperProcessor):
     def next_request(self, *, ahead=False, spare=False):
         request = super().next_request(ahead=ahead, spare=spare)
         self.ahead += bool(ahead and request is not None)
-        if request is not None:
+        if request is not None and not request.options.paused:  # an endpoint's decode is off the grid
             self.ends.append(self._inflight[-1].window.end_s)
         return request
 

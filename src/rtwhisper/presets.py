@@ -69,16 +69,15 @@ class Preset:
 # 0.26–0.31 s, and 0.25 s updates agreeing over 0.5 s (``agreement_span_s``) 0.39–1.37 points
 # for 0.12–0.15 s (0.06–0.11 s in real time on the long file; on a GPU 0.17 s).
 # 0.3 s updates with ``agreement_margin_s=0.3`` (``AGREEMENT_MARGIN_S``) read jfk right since a
-# doubted word's third hypothesis must have heard a second less (``DOUBT_SPAN_S``), and take
-# 0.25 s off the final p90 of one stream on 2 Zen 4 cores in real time and 0.03–0.08 s off p50,
-# for 50 % more compute and 0–1.4 WER points on the long LJ file; with two streams on 2 cores
-# p50 was worse. Taken only while the engine has a worker to spare (``spare_chunk_duration``,
-# more workers than streams) it gives one stream 0.08–0.11 s of p50 and 0.43–0.46 s of p90
-# and leaves two streams as they were; but at pauses its short windows end utterances later
-# (jfk's "country." 1.04 s after the speech instead of 0.54 s: a window that heard 0.1–0.3 s of
-# the pause writes no period, so the endpoint waits for ``endpoint_max_silence_s``; and short
-# windows at a phrase's start fail Whisper's thresholds, which calls for a closing decode).
-# Until the endpoint keeps up with it, an override, not a preset's (``docs/presets.md``).
+# doubted word's third hypothesis must have heard a second less (``DOUBT_SPAN_S``). A fixed 0.3 s
+# step costs 50 % more compute and made two streams on 2 cores worse; taken only while the
+# engine has a worker to spare (``spare_chunk_duration``: the server's scheduler has more
+# workers than streams, one stream on 2 cores) it takes 0.1 s off one stream's final p50 and
+# 0.4-0.5 s off its p90 on 2 Zen 4 cores in real time and leaves two streams as they were, and
+# since an unfinished phrase gets a padded decode at its endpoint it ends utterances in time
+# (jfk's "country." 0.61 s after the speech). It is still an override, not a preset's: jfk
+# resampled from 24 kHz (the OpenAI Realtime path) came out "As not ... As what" at 0.3 s
+# updates, where 0.5 s read "Ask" both times (``docs/presets.md``).
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (

@@ -477,9 +477,14 @@ class RealtimeWhisperProcessor:
             limit = horizon
             if endpoint is not None and endpoint.end_s is not None and endpoint.ended_s is not None:
                 if endpoint.ended_s <= next_grid + 1e-9:
-                    if not self._heard_to_the_end(endpoint):
-                        # Hear the phrase to its end first (one decode), then decide.
-                        return self._make_update(Window(self._anchor_s, endpoint.ended_s), "update").request
+                    if not self._heard_to_the_end(endpoint) or not (
+                            self._sentence_complete() or self._heard_the_pause(endpoint)):
+                        # Hear the phrase to its end first (one decode, padded with silence: the
+                        # speech stopped), then decide. An unfinished phrase that no decode heard
+                        # pause after gets it too: windows 0.1-0.3 s into the pause write no
+                        # period, and without this one the endpoint waited endpoint_max_silence_s.
+                        return self._make_update(Window(self._anchor_s, endpoint.ended_s), "update",
+                                                 paused=True).request
                     deadline = endpoint.ended_s if self._sentence_complete() \
                         else max(endpoint.ended_s, endpoint.end_s + self.endpoint_max_silence_s)
                     if deadline <= horizon + 1e-9:
@@ -573,6 +578,8 @@ class RealtimeWhisperProcessor:
             # surely denies: its words are that language's reading of another one. The next
             # update decodes in the detected language.
             return self._pass_over(window)
+        # Evidence again: a window that failed before this one no longer needs the closing decode.
+        self._passed_over = False
         words = [w.shifted(window.start_s) for w in self._strip_prompt_echo(hypothesis.words, update.request)]
         words = drop_hallucinated_tail([_clamp(w, window) for w in words], window.end_s,
                                        timed=self.task == "transcribe",
@@ -685,6 +692,10 @@ class RealtimeWhisperProcessor:
         end_s = utterance.end_s if utterance.end_s is not None else math.inf
         return self._last_end_s >= end_s + HEARD_AFTER_SPEECH_S
 
+    def _heard_the_pause(self, utterance: Utterance) -> bool:
+        """Whether the last decode heard the utterance's pause up to its endpoint."""
+        return utterance.ended_s is not None and self._last_end_s >= utterance.ended_s - 1e-9
+
     def _words_fall_short(self, utterance: Utterance) -> bool:
         """Whether the utterance's words end ``SHORTFALL_S`` or more before its speech does."""
         if utterance.end_s is None or not (self._merger.pending or self._utterance_has_text):
@@ -761,7 +772,7 @@ class RealtimeWhisperProcessor:
         words ending before it fall out of every later window."""
         return window.end_s + self.config.chunk_duration + self.config.overlap_duration - self._max_window_s
 
-    def _make_update(self, window: Window, kind: UpdateKind) -> _Update:
+    def _make_update(self, window: Window, kind: UpdateKind, *, paused: bool = False) -> _Update:
         # Whisper hears at most 30 s: a longer window would lose its end without a word.
         window = Window(max(window.start_s, window.end_s - self._max_window_s), window.end_s)
         first_sample = round(window.start_s * SAMPLE_RATE) - self._audio_start
@@ -779,6 +790,7 @@ class RealtimeWhisperProcessor:
             # Closing decodes hear the speech end: silence after the window (4 s at least). A flush
             # (a source that went quiet) is one too: as far as anyone knows, speech stopped there.
             end_of_stream=kind != "update",
+            paused=paused,
             max_new_tokens=None if kind != "update" else int(
                 (window.end_s - self._merger.commit_s) * MAX_TOKENS_PER_SECOND) + 8,
             thorough=kind != "update" or self._failed_updates > 0,

@@ -21,6 +21,14 @@ def _grid(grid: dict[str, Any] | None) -> str:
     return f"{grid['penalty'] * 100:+.2f}{spread} ({grid['phases']})"
 
 
+def _served(s: dict[str, Any]) -> str:
+    """The served columns (``simulate_served``): final p50/p90, partial p50; – where not run."""
+    f, p = s.get("served_final_latency_s"), s.get("served_partial_latency_s")
+    if not f or f["p50"] is None or not p:
+        return "–"
+    return f"{_fmt(f['p50'])}/{_fmt(f['p90'])}, {_fmt(p['p50'])}"
+
+
 def markdown(report: dict[str, Any]) -> str:
     env = report["environment"]
     lines = [
@@ -30,9 +38,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{env['date']}. Wall time {report['wall_s']:.0f} s.", "",
         "## Streaming", "",
         "| configuration | model | chunk/overlap | beam | WER en % | offline % | penalty | CER ko % | penalty | "
-        "grid penalty en | grid penalty ko | final p50/p90/max s | partial p50 s | unaware final p50/p90 s | RTF | "
-        "dup | lost |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "grid penalty en | grid penalty ko | final p50/p90/max s | partial p50 s | unaware final p50/p90 s | "
+        "served final p50/p90, partial p50 s | RTF | dup | lost |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for s in report["streaming"]:
         c, f, p, u = s["config"], s["final_latency_s"], s["partial_latency_s"], s["unaware_final_latency_s"]
@@ -42,8 +50,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_fmt(s['penalty_en'], 100)} | {_fmt(s['cer_ko'], 100)} | {_fmt(s['penalty_ko'], 100)} | "
             f"{_grid(s.get('grid_en'))} | {_grid(s.get('grid_ko'))} | "
             f"{_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | {_fmt(p['p50'])} | "
-            f"{_fmt(u['p50'])}/{_fmt(u['p90'])} | {_fmt(s['rtf'], digits=3)} | {s['duplicated_words']} | "
-            f"{s['lost_words']} |")
+            f"{_fmt(u['p50'])}/{_fmt(u['p90'])} | {_served(s)} | {_fmt(s['rtf'], digits=3)} | "
+            f"{s['duplicated_words']} | {s['lost_words']} |")
     notes = [f"- {s['name']}: {s['config']['note']}" for s in report["streaming"] if s["config"]["note"]]
     if notes:
         lines += ["", *notes]
@@ -60,7 +68,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += realtime_lines(report["realtime"])
     lines += ["", "Columns: WER/CER of the final transcript against the reference (normalizer: "
               "`rtwhisper.metrics`); penalty = streaming − offline of the same model and beam; latencies per word, "
-              "computation-aware on a virtual clock; unaware = infinitely fast compute; grid penalty = the penalty on "
+              "computation-aware on a virtual clock, one decode at a time as the library's `results()` runs them; "
+              "unaware = infinitely fast compute; served = computation-aware as `rtwhisper serve` drives a lone "
+              "stream (its workers and threads on this machine, the next update decoded ahead on a free worker, "
+              "`spare_chunk_duration` steps while a worker is spare); grid penalty = the penalty on "
               "the unaware clock (the same words on any machine), mean ± sd over N grid phases (the file k × 0.1 s "
               "late), the low-noise accuracy figure; RTF = compute s per audio "
               "s; dup/lost = words duplicated or dropped against the offline transcript. Latencies are against word "

@@ -24,14 +24,15 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..audio import read_wav16
-from ..engine import WhisperEngine, streaming_cpu_threads
+from ..engine import WhisperEngine, cpu_layout, resolve_compute_type, runs_on_cpu, streaming_cpu_threads
+from ..engine.ctranslate2 import default_workers
 from ..engine.layout import cpu_name
 from ..events import TranscriptEvent, Word
 from ..merger import AGREEMENT_MARGIN_S, COMMIT_MARGIN_S, COMMIT_PROBABILITY
@@ -72,6 +73,7 @@ class BenchConfig:
     commit_margin_s: float = COMMIT_MARGIN_S
     agreement_span_s: float = 0.0
     agreement_margin_s: float = 0.0
+    spare_chunk_duration: float | None = None
 
     @classmethod
     def from_preset(cls, preset: str, available: Sequence[str], fallback: str = "base") -> BenchConfig:
@@ -82,7 +84,8 @@ class BenchConfig:
             model = fallback
         return cls(f"preset:{preset}", model, p.chunk_duration, p.overlap_duration, p.beam_size, p.language,
                    p.task, p.initial_prompt, note, p.endpoint_silence_s, p.endpoint_max_silence_s,
-                   p.commit_probability, p.commit_margin_s, p.agreement_span_s, p.agreement_margin_s)
+                   p.commit_probability, p.commit_margin_s, p.agreement_span_s, p.agreement_margin_s,
+                   p.spare_chunk_duration)
 
     def processor_options(self) -> dict[str, Any]:
         """Keyword arguments for :class:`RealtimeWhisperProcessor` (all but the engine and language)."""
@@ -90,7 +93,8 @@ class BenchConfig:
                 "beam_size": self.beam_size, "task": self.task, "initial_prompt": self.initial_prompt,
                 "endpoint_silence_s": self.endpoint_silence_s, "endpoint_max_silence_s": self.endpoint_max_silence_s,
                 "commit_probability": self.commit_probability, "commit_margin_s": self.commit_margin_s,
-                "agreement_span_s": self.agreement_span_s, "agreement_margin_s": self.agreement_margin_s}
+                "agreement_span_s": self.agreement_span_s, "agreement_margin_s": self.agreement_margin_s,
+                "spare_chunk_duration": self.spare_chunk_duration}
 
 
 @dataclass
@@ -111,6 +115,9 @@ class FileResult:
     offline_text: str = ""
     grid_errors: list[float] = field(default_factory=list)
     """The error of each grid phase (:data:`GRID_PHASE_S`): unaware runs, the audio k × 0.1 s late."""
+    served_final_latencies_s: list[float] = field(default_factory=list)
+    """Computation-aware, driven as the server drives a lone stream (:func:`simulate_served`)."""
+    served_partial_latencies_s: list[float] = field(default_factory=list)
 
 
 def load_manifest(folder: Path) -> list[dict[str, Any]]:
@@ -173,6 +180,64 @@ def simulate(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndarray, *,
     return timeline, proc.compute_s
 
 
+def simulate_served(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndarray, *, workers: int
+                    ) -> tuple[list[tuple[float, TranscriptEvent]], float]:
+    """Like :func:`simulate` (computation-aware), but driven as the server drives a lone stream.
+
+    The server's :class:`~rtwhisper.engine.scheduler.Scheduler` runs ``workers`` engine calls
+    at once: with more workers than streams a lone stream's next update goes to a free worker
+    while the one before it still runs (``next_request(ahead=True)``), and its updates come
+    every ``spare_chunk_duration`` (``spare=True``). Here the decodes run one after another,
+    each timed, and the virtual clock places each on the worker that took it (the engine
+    should have the threads of one server worker: :meth:`Bench.served_engine`); hypotheses
+    are applied in the order of the requests, as the scheduler applies them. The stream's
+    end is one ``finish()`` after the audio, as with :func:`simulate`.
+    """
+    proc = make()
+    duration = len(audio) / 16000
+    block = int(BLOCK_S * 16000)
+    spare = workers > 1
+    clock, fed, compute = 0.0, 0, 0.0
+    free_at = [0.0] * workers
+    flight: list[tuple[float, Any]] = []  # (clock when back, hypothesis), in request order
+    timeline: list[tuple[float, TranscriptEvent]] = []
+    while True:
+        # Whole samples up to the clock: a block's arrival time times 16000 can fall a hair
+        # under its sample count, and the clock would then wait for that block forever.
+        available = min(len(audio), int(clock * 16000 + 1e-6))
+        for i in range(fed, available, block):
+            proc.feed(audio[i:min(i + block, available)])
+        fed = max(fed, available)
+        while flight and flight[0][0] <= clock + 1e-9:
+            timeline += [(clock, e) for e in proc.apply(flight.pop(0)[1])]
+        for w in range(workers):
+            if free_at[w] > clock + 1e-9:
+                continue
+            request = proc.next_request(ahead=bool(flight), spare=spare)
+            if request is None:
+                break
+            started = time.perf_counter()
+            hypothesis = proc.engine.transcribe_batch([request])[0]
+            spent = time.perf_counter() - started
+            compute += spent
+            free_at[w] = clock + spent
+            flight.append((clock + spent, hypothesis))
+        timeline += [(clock, e) for e in proc.take_events()]
+        if fed >= len(audio) and not flight:
+            break
+        due = [flight[0][0]] if flight else []
+        due += [t for t in free_at if t > clock + 1e-9]
+        if fed < len(audio):
+            due.append((fed // block + 1) * block / 16000)
+        clock = max(clock, min(due))
+    started = time.perf_counter()
+    events = proc.finish()
+    spent = time.perf_counter() - started
+    clock = max(clock, duration) + spent
+    timeline += [(clock, e) for e in events]
+    return timeline, compute + spent
+
+
 def seam_errors(offline: str, streaming: str) -> tuple[int, int]:
     """(duplicated, lost) words of the streaming transcript aligned against the offline one.
 
@@ -207,6 +272,7 @@ class Bench:
         self.compute_type = compute_type
         self.progress = progress or (lambda message: None)
         self.engines: dict[str, WhisperEngine] = {}
+        self.served_engines: dict[str, tuple[WhisperEngine, int]] = {}
         self.load_s: dict[str, float] = {}
         self.audio: dict[str, np.ndarray] = {}
         self.offline: dict[tuple[str, int, str | None, str, str], tuple[str, float]] = {}
@@ -223,6 +289,25 @@ class Bench:
                 cpu_threads=streaming_cpu_threads(path, self.compute_type, self.device))
             self.load_s[model_name] = time.perf_counter() - started
         return self.engines[model_name]
+
+    def served_engine(self, model_name: str) -> tuple[WhisperEngine, int]:
+        """An engine with the threads of one of the server's workers, and how many workers it has.
+
+        As ``rtwhisper serve`` lays decodes out on this machine when told neither workers nor
+        threads (:func:`~rtwhisper.engine.layout.cpu_layout` on a CPU; one worker on a GPU).
+        """
+        if model_name not in self.served_engines:
+            engine = self.engine(model_name)
+            workers, threads = default_workers(self.device), 0
+            if runs_on_cpu(self.device):
+                path = resolve_model(model_name)
+                layout = cpu_layout(path, resolve_compute_type(self.compute_type, "cpu"))
+                workers, threads = layout.workers, layout.threads
+                if threads != streaming_cpu_threads(path, self.compute_type, self.device):
+                    engine = WhisperEngine(path, device=self.device, compute_type=self.compute_type,
+                                           cpu_threads=threads)
+            self.served_engines[model_name] = (engine, workers)
+        return self.served_engines[model_name]
 
     def entries_for(self, config: BenchConfig, *, include_long: bool) -> list[dict[str, Any]]:
         engine = self.engine(config.model_name)
@@ -266,9 +351,10 @@ class Bench:
         return self.plain_models[model_name]
 
     def run_config(self, config: BenchConfig, *, include_long: bool, unaware: bool = True,
-                   grid_phases: int = 1) -> dict[str, Any]:
+                   grid_phases: int = 1, served: bool = False) -> dict[str, Any]:
         """Stream every chosen file: computation-aware, then ``grid_phases`` unaware runs (phase 0's
-        latencies are the unaware column; every phase's error goes into the grid accuracy)."""
+        latencies are the unaware column; every phase's error goes into the grid accuracy), and
+        with ``served`` computation-aware as the server drives a lone stream (:func:`simulate_served`)."""
         results = []
         for entry in self.entries_for(config, include_long=include_long):
             self.progress(f"{config.name}: {entry['path']}")
@@ -288,6 +374,11 @@ class Bench:
             result = FileResult(
                 entry["path"], entry["lang"], len(audio) / 16000, off_err, st_err, st_err - off_err,
                 final, partial, [], compute_s, duplicated, lost, text, offline)
+            if served:
+                engine, workers = self.served_engine(config.model_name)
+                served_timeline, _ = simulate_served(self.processors(config, entry, engine), audio, workers=workers)
+                result.served_final_latencies_s, result.served_partial_latencies_s = self.latencies(
+                    config.model_name, entry, language, served_timeline, len(audio) / 16000)
             for phase in range(grid_phases if unaware else 0):
                 error, timeline_u = self.grid_run(config, entry, phase)
                 result.grid_errors.append(error)
@@ -301,9 +392,10 @@ class Bench:
         """The language ``config`` streams ``entry`` in: its own, else the file's (English on an English-only model)."""
         return config.language or (entry["lang"] if self.engine(config.model_name).multilingual else "en")
 
-    def processors(self, config: BenchConfig, entry: dict[str, Any]) -> Callable[[], RealtimeWhisperProcessor]:
-        """A fresh processor for each run of ``entry`` under ``config``."""
-        engine, language = self.engine(config.model_name), self.language(config, entry)
+    def processors(self, config: BenchConfig, entry: dict[str, Any], engine: WhisperEngine | None = None
+                   ) -> Callable[[], RealtimeWhisperProcessor]:
+        """A fresh processor for each run of ``entry`` under ``config`` (on ``engine``, else the model's)."""
+        engine, language = engine or self.engine(config.model_name), self.language(config, entry)
         return lambda: RealtimeWhisperProcessor(engine=engine, language=language, **config.processor_options())
 
     def grid_run(self, config: BenchConfig, entry: dict[str, Any], phase: int
@@ -383,6 +475,8 @@ def summarize(config: BenchConfig, results: list[FileResult], load_s: float) -> 
     final = [x for r in results for x in r.final_latencies_s]
     partial = [x for r in results for x in r.partial_latencies_s]
     unaware = [x for r in results for x in r.unaware_final_latencies_s]
+    served = [x for r in results for x in r.served_final_latencies_s]
+    served_partial = [x for r in results for x in r.served_partial_latencies_s]
     audio_s = sum(r.duration_s for r in results)
 
     def stats(values: list[float]) -> dict[str, float | None]:
@@ -410,6 +504,7 @@ def summarize(config: BenchConfig, results: list[FileResult], load_s: float) -> 
         "grid_en": grid(en), "grid_ko": grid(ko),
         "final_latency_s": stats(final), "partial_latency_s": stats(partial),
         "unaware_final_latency_s": stats(unaware),
+        "served_final_latency_s": stats(served), "served_partial_latency_s": stats(served_partial),
         "rtf": sum(r.compute_s for r in results) / max(audio_s, 1e-9), "model_load_s": load_s,
         "duplicated_words": sum(r.duplicated_words for r in results),
         "lost_words": sum(r.lost_words for r in results),
@@ -432,9 +527,10 @@ def environment(device: str, compute_type: str) -> dict[str, Any]:
 
 def default_configs(available: Sequence[str], *, quick: bool = False) -> list[BenchConfig]:
     """The comparisons of one run: the main settings on both models, the presets, and a sweep of the knobs."""
-    configs = [BenchConfig("base 0.5s", "base", 0.5, 0.2)]
+    # The server's and CLI's default (``low_latency``) on both models.
+    configs = [replace(BenchConfig.from_preset("low_latency", available), name="base 0.5s", model_name="base")]
     if "tiny.en" in available:
-        configs.append(BenchConfig("tiny.en 0.5s", "tiny.en", 0.5, 0.2))
+        configs.append(replace(configs[0], name="tiny.en 0.5s", model_name="tiny.en"))
     if quick:
         return configs
     configs += [BenchConfig.from_preset(p, available) for p in ("high_accuracy", "korean", "captions")]
@@ -478,7 +574,7 @@ def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | N
     configs_given = configs is not None
     configs = list(configs) if configs is not None else default_configs(available, quick=quick)
     streaming = [bench.run_config(c, include_long=include_long == "all" or (include_long == "main" and i == 0),
-                                  grid_phases=grid_phases if i == 0 else 1)
+                                  grid_phases=grid_phases if i == 0 else 1, served=i == 0)
                  for i, c in enumerate(configs)]
     models = sorted({c.model_name for c in configs})
     offline = [bench.offline_config(m, b) for m in models for b in (1, 5)]

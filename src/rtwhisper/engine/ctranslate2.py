@@ -334,7 +334,7 @@ class WhisperEngine:
 
     def _decode_group(self, requests: list[DecodeRequest], features: list[np.ndarray], frames: int,
                       beam_size: int) -> list[Hypothesis]:
-        encoded = self._encode(features, frames, [r.options.end_of_stream for r in requests])
+        encoded = self._encode(features, frames, [r.options.end_of_stream or r.options.paused for r in requests])
         languages = self._languages(requests, encoded)
         items = []
         for i, (request, (language, probability, detected, detected_p)) in enumerate(

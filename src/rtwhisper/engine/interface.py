@@ -57,6 +57,13 @@ class DecodeOptions:
     least), so that the model hears that speech stopped: with input that ends where a
     mid-sentence recording ends it looped ("and it was natural therefore, therefore, for,
     for…" at the end of the long LJ file)."""
+    paused: bool = False
+    """An interim window that ends at an endpoint (``endpoint_silence_s`` into a pause the voice
+    activity detector heard): padded with silence like a closing window, but with an interim
+    window's input length and beam, so that Whisper hears the speech stop and writes the
+    sentence's end. Only there: padding every window 0.1 s into a pause wrote periods at comma
+    pauses that the next window took back (final p90 1.57 s against 1.28-1.32 s on the long LJ
+    file with 0.3 s spare updates)."""
     detect_language: bool = False
     """Detect the window's language even though ``language`` is given (the hypothesis reports it
     in ``detected_language``): a stream that expects a language hears when it changes."""
