@@ -638,7 +638,6 @@ def test_an_unfinished_phrase_gets_a_padded_decode_at_its_endpoint(chunk):
     # endpoint (0.5 s) hears the speech stop and writes it.
     engine = PeriodEngine(PAUSED)
     at_s, final = first_eou_at(engine, chunk_duration=chunk, endpoint_max_silence_s=1.0)  # the presets'
-
     assert at_s <= 2.7 + 0.5 + 0.1 + 1e-9, (at_s, final)
     assert final.text.split()[-1] == "p4."
     padded = [end for _, end, options in engine.calls if options.paused]

@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from ..audio import read_wav16
-from ..engine import WhisperEngine, cpu_layout, resolve_compute_type, runs_on_cpu, streaming_cpu_threads
+from ..engine import (
+    Hypothesis,
+    WhisperEngine,
+    cpu_layout,
+    resolve_compute_type,
+    runs_on_cpu,
+    streaming_cpu_threads,
+)
 from ..engine.ctranslate2 import default_workers
 from ..engine.layout import cpu_name
 from ..events import TranscriptEvent, Word
@@ -199,7 +206,7 @@ def simulate_served(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndar
     spare = workers > 1
     clock, fed, compute = 0.0, 0, 0.0
     free_at = [0.0] * workers
-    flight: list[tuple[float, Any]] = []  # (clock when back, hypothesis), in request order
+    flight: list[tuple[float, Hypothesis]] = []  # (clock when back, hypothesis), in request order
     timeline: list[tuple[float, TranscriptEvent]] = []
     while True:
         # Whole samples up to the clock: a block's arrival time times 16000 can fall a hair
@@ -303,7 +310,7 @@ class Bench:
                 path = resolve_model(model_name)
                 layout = cpu_layout(path, resolve_compute_type(self.compute_type, "cpu"))
                 workers, threads = layout.workers, layout.threads
-                if threads != streaming_cpu_threads(path, self.compute_type, self.device):
+                if threads != layout.library_threads:  # the library engine's (``streaming_cpu_threads``)
                     engine = WhisperEngine(path, device=self.device, compute_type=self.compute_type,
                                            cpu_threads=threads)
             self.served_engines[model_name] = (engine, workers)
