@@ -323,6 +323,39 @@ def test_a_doubted_words_third_hypothesis_heard_a_second_less():
     assert [x.text.strip() for x in m.pending] == ["what"]
 
 
+
+ASK_WHAT = [  # jfk's second "ask" resampled from 24 kHz (the OpenAI Realtime path), 0.3 s updates (base)
+    (8.70, [_doubted("As", 7.8, 8.54)]),
+    (9.00, [w("Ask", 7.8, 8.56), w("what", 8.56, 8.76), w("you", 8.76, 8.98)]),
+    (9.30, [_doubted("As", 7.8, 8.50), w("what", 8.50, 8.72), w("you", 8.72, 9.06), w("can.", 9.06, 9.28)]),
+    (9.60, [_doubted("As", 7.8, 8.50), w("what", 8.50, 8.74), w("you", 8.74, 9.04), w("can", 9.04, 9.34),
+            w("do.", 9.34, 9.58)]),
+    (9.90, [_doubted("As", 7.8, 8.48), w("what", 8.48, 8.74), w("you", 8.74, 9.04), w("can", 9.04, 9.32),
+            w("do", 9.32, 9.56), w("for", 9.56, 9.78), w("your.", 9.78, 9.88)]),
+]
+
+
+def test_a_doubted_word_is_not_final_while_a_hypothesis_in_between_reads_it_otherwise():
+    """8.70, 9.30, 9.60 and 9.90 read "As" (0.07–0.15), 9.00 "Ask": the third agreeing hypothesis
+    (8.70, a second before 9.90) and the two before 9.90 agree, but 9.00 does not, so "As" and the
+    words after it wait (the next windows read "Ask", 0.51)."""
+    m = OverlapMerger(agreement_margin_s=0.3)
+    committed = [[x.text.strip() for x in m.update(words, heard_until_s=until).committed] for until, words in ASK_WHAT]
+    assert committed == [[], [], [], [], []]
+    step = m.update([_doubted("As", 7.8, 8.48), *ASK_WHAT[-1][1][1:], w("country.", 9.96, 10.18)], heard_until_s=10.2)
+    assert step.committed == ()  # 9.00 is still within the second before 10.20
+    step = m.update([w("Ask", 7.8, 8.52), *ASK_WHAT[-1][1][1:-1], w("your", 9.78, 9.96), w("country.", 9.96, 10.36)],
+                    heard_until_s=10.5)
+    assert step.committed == ()  # the reference read "As": no agreement on the first word
+    step = m.update([w("Ask", 7.8, 8.52), *ASK_WHAT[-1][1][1:-1], w("your", 9.78, 9.96), w("country.", 9.96, 10.36)],
+                    heard_until_s=10.8)
+    assert " ".join(x.text.strip() for x in step.committed) == "Ask what you can do for your"
+    # the rule of two hypotheses a second apart alone (what 0.5 s updates see) made "As" final at 9.90
+    m = OverlapMerger(agreement_margin_s=0.3)
+    for until, words in ASK_WHAT[:1] + ASK_WHAT[2:]:
+        step = m.update(words, heard_until_s=until)
+    assert [x.text.strip() for x in step.committed][:1] == ["As"]
+
 def test_a_doubted_word_over_a_span_needs_the_hypothesis_a_span_before_the_reference():
     m = OverlapMerger(agreement_span_s=0.5)
     words = [w("a", 0.0, 0.2), _doubted("b", 0.2, 0.5), w("c", 0.5, 0.8), w("d", 0.8, 1.0)]

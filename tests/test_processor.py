@@ -473,8 +473,14 @@ def test_unknown_model_lists_the_installed_ones():
 def test_presets_apply_and_take_overrides():
     proc = RealtimeWhisperProcessor.from_preset("korean", engine=TimelineEngine([]))
     assert (proc.language, proc.initial_prompt, proc.beam_size) == ("ko", None, 5)
+    proc = RealtimeWhisperProcessor.from_preset("low-latency", engine=TimelineEngine([]))
+    assert (proc.config.chunk_duration, proc.spare_chunk_duration, proc.agreement_margin_s) == (0.5, 0.3, 0.3)
+    # a cadence the caller chose drops the preset's spare step (0.3 s updates whenever a worker is free)
     proc = RealtimeWhisperProcessor.from_preset("low-latency", engine=TimelineEngine([]), chunk_duration=1.0)
-    assert (proc.config.chunk_duration, proc.beam_size) == (1.0, 1)
+    assert (proc.config.chunk_duration, proc.beam_size, proc.spare_chunk_duration) == (1.0, 1, None)
+    proc = RealtimeWhisperProcessor.from_preset("commands", engine=TimelineEngine([]), chunk_duration=1.0,
+                                                spare_chunk_duration=0.4)
+    assert (proc.config.chunk_duration, proc.spare_chunk_duration) == (1.0, 0.4)
     assert RealtimeWhisperProcessor.from_preset("translate", engine=TimelineEngine([])).task == "translate"
     # a pause longer than the preset's longest (Deepgram's endpointing=false asks for 10 s) raises it too
     proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=TimelineEngine([]), endpoint_silence_s=10.0)

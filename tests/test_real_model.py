@@ -77,6 +77,31 @@ def test_jfk_with_fast_updates_and_an_agreement_margin_every_word(base_engine, m
     assert got == normalize_text(manifest["en/jfk.wav"]["text"]).split()
 
 
+def test_jfk_sent_at_24_khz_with_fast_updates_keeps_its_second_ask(base_engine):
+    """jfk as the OpenAI Realtime path hears it (24 kHz PCM16, resampled by the processor), 0.3 s
+    updates with the 0.3 s margin (the spare step of ``low_latency``).
+
+    The second "ask" came out "As" (0.15), "Ask" (0.28), "As", "As", "As" (0.07–0.13) in the
+    phrase's first windows, and three of them made "As what you can do for" final though the
+    second read otherwise; a doubted word now needs every hypothesis in its second to agree.
+    (The first "ask", alone after a 1.2 s pause, is a coin toss for ``base`` even offline.)
+    """
+    audio = np.concatenate([load_wav("en/jfk.wav"), np.zeros(2 * 16000, np.float32)])
+    rate = 24000
+    at_24k = np.interp(np.arange(0, len(audio) / 16000, 1 / rate), np.arange(len(audio)) / 16000, audio)
+    pcm = np.round(at_24k * 32767).astype("<i2")
+    proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=base_engine, language="en",
+                                                chunk_duration=0.3, sample_rate=rate)
+    events = []
+    for i in range(0, len(pcm), rate // 10):
+        proc.feed(pcm[i:i + rate // 10])
+        events += proc.results()
+    events += proc.finish()
+    got = normalize_text(final_text(events))
+    assert got.endswith("ask what you can do for your country"), got
+    assert wer("and so my fellow americans ask not what your country can do for you "
+               "ask what you can do for your country", got) <= 0.05, got
+
 @pytest.mark.parametrize("name", ["en/LJ001-0003.wav"])
 def test_quarter_second_updates_agreeing_over_half_a_second_keep_the_words(base_engine, manifest, name):
     """0.25 s updates, each agreeing with the hypothesis that heard 0.5 s less (``agreement_span_s``).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from .errors import ConfigError
-from .merger import COMMIT_MARGIN_S, COMMIT_PROBABILITY
+from .merger import AGREEMENT_MARGIN_S, COMMIT_MARGIN_S, COMMIT_PROBABILITY
 
 KOREAN_PROMPT = "네, 알겠습니다. 그럼 시작할게요."
 """Korean initial prompt: ordinary polite spoken Korean with punctuation.
@@ -75,14 +75,20 @@ class Preset:
 # workers than streams, one stream on 2 cores) it takes 0.1 s off one stream's final p50 and
 # 0.4-0.5 s off its p90 on 2 Zen 4 cores in real time and leaves two streams as they were, and
 # since an unfinished phrase gets a padded decode at its endpoint it ends utterances in time
-# (jfk's "country." 0.61 s after the speech). It is still an override, not a preset's: jfk
-# resampled from 24 kHz (the OpenAI Realtime path) came out "As not ... As what" at 0.3 s
-# updates, where 0.5 s read "Ask" both times (``docs/presets.md``).
+# (jfk's "country." 0.61 s after the speech). The two presets for live speech on a small model
+# (``low_latency``, ``commands``) take it; with a doubted word held while any hypothesis in its
+# second reads it otherwise (``merger.DOUBT_SPAN_S``), jfk resampled from 24 kHz (the OpenAI
+# Realtime path) no longer reads "As what" at 0.3 s updates (``docs/presets.md``).
+SPARE_CHUNK_DURATION = 0.3
+"""The ``low_latency`` and ``commands`` presets' update step while the engine has a worker to
+spare (``spare_chunk_duration``), with ``AGREEMENT_MARGIN_S``."""
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("low_latency", "live conversation: small model, 0.5 s updates, greedy decoding, 0.5 s endpointing",
-               "base", 0.5, 0.2, 1, commit_probability=COMMIT_PROBABILITY),
+        Preset("low_latency", "live conversation: small model, 0.5 s updates (0.3 s with a worker to spare), "
+               "greedy decoding, 0.5 s endpointing",
+               "base", 0.5, 0.2, 1, commit_probability=COMMIT_PROBABILITY,
+               agreement_margin_s=AGREEMENT_MARGIN_S, spare_chunk_duration=SPARE_CHUNK_DURATION),
         Preset("high_accuracy", "broadcast and subtitles: large model, beam search, longer pauses end a sentence",
                "large-v3", 1.0, 0.5, 5, endpoint_silence_s=0.8, endpoint_max_silence_s=1.5),
         Preset("korean", "Korean only: beam 5, no initial prompt (the prompt measurably hurt)",
@@ -91,7 +97,8 @@ PRESETS: dict[str, Preset] = {
                "large-v3", 1.0, 0.5, 5),
         Preset("commands", "voice commands (guide: WebSocket + base): a short pause ends the command",
                "base", 0.5, 0.2, 1, endpoint_silence_s=0.3, endpoint_max_silence_s=0.6,
-               commit_probability=COMMIT_PROBABILITY),
+               commit_probability=COMMIT_PROBABILITY,
+               agreement_margin_s=AGREEMENT_MARGIN_S, spare_chunk_duration=SPARE_CHUNK_DURATION),
         Preset("meeting", "meeting transcription (guide: large-v3): 2 s updates, long pauses end a sentence",
                "large-v3", 2.0, 1.0, 5, endpoint_silence_s=1.0, endpoint_max_silence_s=2.0),
         Preset("translate", "live translation to English (guide: large-v3 + task translate)",

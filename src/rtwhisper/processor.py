@@ -316,12 +316,17 @@ class RealtimeWhisperProcessor:
         A longer ``endpoint_silence_s`` than the preset's ``endpoint_max_silence_s`` raises
         that too (unless it is given as well): the pause after an unfinished phrase is never
         shorter than after a sentence (Deepgram's ``endpointing=2000`` on the default preset).
+        A ``chunk_duration`` given without ``spare_chunk_duration`` drops the preset's spare
+        step: the caller chose the cadence (the guide's ``chunk_duration=2`` means 2 s updates,
+        not 0.3 s ones whenever a worker is free).
         """
         options: dict[str, Any] = {**get_preset(name).options(), **overrides}
         silence = overrides.get("endpoint_silence_s")
         if "endpoint_max_silence_s" not in overrides and isinstance(silence, (int, float)) \
                 and not isinstance(silence, bool):
             options["endpoint_max_silence_s"] = max(options["endpoint_max_silence_s"], silence)
+        if "chunk_duration" in overrides and "spare_chunk_duration" not in overrides:
+            options["spare_chunk_duration"] = None
         return cls(**options)
 
     # -- input ------------------------------------------------------------------------
