@@ -603,51 +603,6 @@ def test_a_spare_engine_takes_updates_every_spare_chunk():
     assert short.next_request(spare=True).duration_s == pytest.approx(0.5)  # two 0.25 s steps
 
 
-
-class ClockedEngine(TimelineEngine):
-    """Each decode takes ``decode_s`` on a fake clock (the processor's ``time``, patched)."""
-
-    def __init__(self, words, decode_s: float) -> None:
-        super().__init__(words)
-        self.now = 0.0
-        self.decode_s = decode_s
-
-    def perf_counter(self) -> float:
-        return self.now
-
-    def transcribe_batch(self, requests):
-        self.now += self.decode_s
-        return super().transcribe_batch(requests)
-
-
-@pytest.mark.parametrize("decode_s, step_s", [(0.2, 0.3), (0.3, 0.5)])
-def test_results_takes_the_spare_step_while_its_own_decodes_keep_up(monkeypatch, decode_s, step_s):
-    """0.2 s decodes keep up with 0.3 s steps (under ``SPARE_DECODE_SHARE``, 0.8, of them): after
-    the first update, measured, ``results()`` takes them; 0.3 s decodes do not, and keep 0.5 s."""
-    engine = ClockedEngine(WORDS, decode_s)
-    monkeypatch.setattr(processor_module, "time", engine)
-    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(WORDS), chunk_duration=0.5,
-                                    spare_chunk_duration=0.3)
-    audio = ramp(4.0)
-    for i in range(0, len(audio), 1600):
-        proc.feed(audio[i:i + 1600])
-        proc.results()
-    ends = [round(end, 2) for _, end, options in engine.calls if not (options.end_of_stream or options.paused)]
-    assert ends[0] == 0.5  # nothing measured yet: chunk_duration
-    steps = {round(b - a, 2) for a, b in itertools.pairwise(ends[1:])}
-    assert steps == {step_s}, ends
-    # A caller that wants the same windows on any machine says so; flush() and finish() keep it.
-    engine = ClockedEngine(WORDS, 0.0)
-    monkeypatch.setattr(processor_module, "time", engine)
-    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(WORDS), chunk_duration=0.5,
-                                    spare_chunk_duration=0.3)
-    for i in range(0, len(audio), 1600):
-        proc.feed(audio[i:i + 1600])
-        proc.results(spare=False)
-    proc.finish()
-    ends = [round(end, 2) for _, end, options in engine.calls if not (options.end_of_stream or options.paused)]
-    assert {round(b - a, 2) for a, b in itertools.pairwise(ends)} == {0.5}, ends
-
 @pytest.mark.parametrize("bad", [0, 0.05, -1, "0.3", True, 20.0])
 def test_spare_chunk_duration_is_checked(bad):
     with pytest.raises(ConfigError, match=r"spare_chunk_duration must be a number of seconds from 0\.1 to 15"):

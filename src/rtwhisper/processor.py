@@ -149,23 +149,6 @@ the stream's beam. Measured on the shared set: ``docs/streaming.md``."""
 UpdateKind = Literal["update", "endpoint", "flush", "last"]
 
 
-SPARE_DECODE_SHARE = 0.8
-"""``results()`` takes ``spare_chunk_duration`` steps while its recent interim decodes took at
-most this share of that step: one decode at a time keeps up with 0.3 s of audio in 0.24 s
-with room for a window that grows. Measured (``base``, 2 Zen 4 cores, computation-aware, one
-decode at a time, decodes of about 0.2 s, two runs each): English clips final p50/p90 0.92 /
-1.35 → 0.85 / 1.19 s and 0.94 / 1.33 → 0.90 / 1.31 s at the same WER or better, the long LJ
-file 1.04 / 1.89 → 0.98 / 1.48 s and 1.08 / 2.09 → 0.99 / 1.44 s, Korean clips 1.13 / 2.07 →
-1.04 / 1.71 s and 1.15 / 2.02 → 1.14 / 2.25 s (CER 8.05 → 8.27 %: its longer decodes sit near
-the bar), for about half as much compute again (``docs/streaming.md``). A machine that
-decodes slower, or several streams that share it, keep ``chunk_duration``."""
-
-RECENT_DECODE_WEIGHT = 0.3
-"""Weight of the newest interim decode in ``results()``' running mean of decode time (an
-exponential mean: a window that grows over a phrase, or a neighbour that takes a core, shows
-within a few updates)."""
-
-
 AHEAD_REQUESTS = 1
 """Windows a scheduler may have on the engine beyond the first (``next_request(ahead=True)``).
 
@@ -209,11 +192,9 @@ class RealtimeWhisperProcessor:
     cheap, a GPU), ``agreement_margin_s`` (how far past a word's end the hypothesis agreed
     with must have heard, when it heard less than 0.5 s less: 0.3 s with 0.3 s updates, where
     two windows may both end inside one long word, :data:`~rtwhisper.merger.AGREEMENT_MARGIN_S`),
-    and ``spare_chunk_duration`` (the update step while the engine has time to spare: a
-    scheduler says so with ``next_request(spare=True)``, and ``results()`` while its own
-    decodes take under :data:`SPARE_DECODE_SHARE` of the step; ``None``, the processor's
-    default: ``chunk_duration`` at any load; ``low_latency`` and ``commands`` set 0.3,
-    ``docs/presets.md`` has what it gains and costs).
+    and ``spare_chunk_duration`` (the update step while a scheduler says the engine has a worker
+    to spare, ``next_request(spare=True)``; ``None``, the presets' default: ``chunk_duration``
+    at any load; ``docs/presets.md`` has what 0.3 s gains and costs).
     ``vad`` is ``True`` (Silero), ``False`` (decode every update, no endpointing)
     or a :class:`~rtwhisper.vad.SpeechDetector`.
     """
@@ -327,8 +308,6 @@ class RealtimeWhisperProcessor:
         """Seconds spent in the engine so far by ``results()``/``flush()``/``finish()`` (RTF accounting)."""
         self.updates = 0
         """Windows decoded so far."""
-        self._decode_s: float | None = None  # results()' running mean of an interim decode's time
-        self._spare_choice: bool | None = None  # results()' last ``spare`` argument
 
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> RealtimeWhisperProcessor:
@@ -413,26 +392,12 @@ class RealtimeWhisperProcessor:
 
     # -- recognition --------------------------------------------------------------------
 
-    def results(self, *, spare: bool | None = None) -> list[TranscriptEvent]:
-        """Run the recognition that is due and return the new events (possibly none).
-
-        ``spare``: whether updates may come every ``spare_chunk_duration``; ``None`` (the
-        default) decides from this stream's own recent decodes (:meth:`_time_to_spare`). A
-        benchmark that wants the same windows on any machine says ``False``; ``flush()`` and
-        ``finish()`` keep the last call's choice.
-        """
-        self._spare_choice = spare
+    def results(self) -> list[TranscriptEvent]:
+        """Run the recognition that is due and return the new events (possibly none)."""
         events: list[TranscriptEvent] = []
-        while (request := self.next_request(spare=self._time_to_spare() if spare is None else spare)) is not None:
+        while (request := self.next_request()) is not None:
             events += self._run(request)
         return events + self.take_events()
-
-    def _time_to_spare(self) -> bool:
-        """Whether this stream's interim decodes lately took at most :data:`SPARE_DECODE_SHARE`
-        of ``spare_chunk_duration``: ``results()`` then takes that step, as a scheduler with a
-        free worker does (one decode at a time keeps up)."""
-        return self.spare_chunk_duration is not None and self._decode_s is not None \
-            and self._decode_s <= SPARE_DECODE_SHARE * self.spare_chunk_duration
 
     def flush(self) -> list[TranscriptEvent]:
         """Make everything heard so far final, as if the speaker had paused; the stream stays open.
@@ -440,7 +405,7 @@ class RealtimeWhisperProcessor:
         For a live source that stopped sending (a client that went quiet without ending its
         stream): the last words do not wait for more audio or the end of the stream.
         """
-        events = self.results(spare=self._spare_choice)
+        events = self.results()
         if self._finished or self._inflight:
             return events
         available_s = self._available / SAMPLE_RATE
@@ -461,7 +426,7 @@ class RealtimeWhisperProcessor:
         if self._inflight:
             raise RuntimeError("finish() while a request from next_request() awaits apply()")
         self._ingest(final=True)
-        events = self.results(spare=self._spare_choice)
+        events = self.results()
         self._finished = True
         end_s = self._available / SAMPLE_RATE
         while end_s > self._last_end_s + 1e-9:
@@ -485,11 +450,7 @@ class RealtimeWhisperProcessor:
     def _run(self, request: DecodeRequest) -> list[TranscriptEvent]:
         started = time.perf_counter()
         hypothesis = self.engine.transcribe_batch([request])[0]
-        spent = time.perf_counter() - started
-        self.compute_s += spent
-        if not (request.options.end_of_stream or request.options.paused):  # padded ones cost more
-            self._decode_s = spent if self._decode_s is None \
-                else (1 - RECENT_DECODE_WEIGHT) * self._decode_s + RECENT_DECODE_WEIGHT * spent
+        self.compute_s += time.perf_counter() - started
         return self.apply(hypothesis)
 
     # -- the scheduler's interface --------------------------------------------------------

@@ -68,9 +68,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines += realtime_lines(report["realtime"])
     lines += ["", "Columns: WER/CER of the final transcript against the reference (normalizer: "
               "`rtwhisper.metrics`); penalty = streaming − offline of the same model and beam; latencies per word, "
-              "computation-aware on a virtual clock, one decode at a time as the library's `results()` runs them "
-              "(`spare_chunk_duration` steps while its decodes keep up); unaware = infinitely fast compute at "
-              "`chunk_duration` updates; served = computation-aware as `rtwhisper serve` drives a lone "
+              "computation-aware on a virtual clock, one decode at a time as the library's `results()` runs them; "
+              "unaware = infinitely fast compute; served = computation-aware as `rtwhisper serve` drives a lone "
               "stream (its workers and threads on this machine, the next update decoded ahead on a free worker, "
               "`spare_chunk_duration` steps while a worker is spare); grid penalty = the penalty on "
               "the unaware clock (the same words on any machine), mean ± sd over N grid phases (the file k × 0.1 s "

@@ -157,9 +157,7 @@ def simulate(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndarray, *,
     """Stream ``audio`` in real time on a virtual clock; return (clock, event) pairs and compute seconds.
 
     Aware: each update's measured compute advances the clock, and audio that arrived in the
-    meantime is fed before the next update, and ``results()`` takes the spare step while its
-    decodes keep up, as in an app. Unaware: compute is free, the clock is the audio, and updates
-    come every ``chunk_duration`` (the same windows on any machine).
+    meantime is fed before the next update. Unaware: compute is free; the clock is the audio.
     """
     proc = make()
     duration = len(audio) / 16000
@@ -177,7 +175,7 @@ def simulate(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndarray, *,
         if not aware:
             clock = fed / 16000
         started = time.perf_counter()
-        events = proc.results(spare=None if aware else False)  # the grid's windows on any machine
+        events = proc.results()
         spent = time.perf_counter() - started
         if aware:
             clock += spent
