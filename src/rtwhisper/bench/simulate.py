@@ -31,14 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..audio import read_wav16
-from ..engine import (
-    Hypothesis,
-    WhisperEngine,
-    cpu_layout,
-    resolve_compute_type,
-    runs_on_cpu,
-    streaming_cpu_threads,
-)
+from ..engine import Hypothesis, WhisperEngine, device_cpu_layout, streaming_cpu_threads
 from ..engine.ctranslate2 import default_workers
 from ..engine.layout import cpu_name
 from ..events import TranscriptEvent, Word
@@ -305,14 +298,12 @@ class Bench:
         """
         if model_name not in self.served_engines:
             engine = self.engine(model_name)
-            workers, threads = default_workers(self.device), 0
-            if runs_on_cpu(self.device):
-                path = resolve_model(model_name)
-                layout = cpu_layout(path, resolve_compute_type(self.compute_type, "cpu"))
-                workers, threads = layout.workers, layout.threads
-                if threads != layout.library_threads:  # the library engine's (``streaming_cpu_threads``)
-                    engine = WhisperEngine(path, device=self.device, compute_type=self.compute_type,
-                                           cpu_threads=threads)
+            path = resolve_model(model_name)
+            layout = device_cpu_layout(path, self.compute_type, self.device)
+            workers = layout.workers if layout is not None else default_workers(self.device)
+            if layout is not None and layout.threads != layout.library_threads:  # the library engine's
+                engine = WhisperEngine(path, device=self.device, compute_type=self.compute_type,
+                                       cpu_threads=layout.threads)
             self.served_engines[model_name] = (engine, workers)
         return self.served_engines[model_name]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 
-from .ctranslate2 import WhisperEngine, runs_on_cpu, streaming_cpu_threads
+from .ctranslate2 import WhisperEngine, device_cpu_layout, runs_on_cpu, streaming_cpu_threads
 from .cuda import COMPUTE_TYPES, DEVICES, CudaUnavailableError, resolve_compute_type
 from .interface import (
     MAX_TOKENS_PER_SECOND,
@@ -44,6 +44,7 @@ __all__ = [
     "Task",
     "WhisperEngine",
     "cpu_layout",
+    "device_cpu_layout",
     "resolve_compute_type",
     "runs_on_cpu",
     "shared_engine",

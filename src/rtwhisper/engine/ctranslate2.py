@@ -54,7 +54,7 @@ from .interface import (
     SegmentScores,
     validate_options,
 )
-from .layout import available_cores, cpu_layout, prime_cpu_threads
+from .layout import CpuLayout, available_cores, cpu_layout, prime_cpu_threads
 
 log = logging.getLogger("rtwhisper.engine")
 
@@ -527,9 +527,18 @@ def streaming_cpu_threads(model_path: str, compute_type: str = "auto", device: s
     one thread and 439 ms on two, on a 2-core AMD EPYC 1.43 s and 1.23 s. Whole files, whose
     30 s windows are large, keep every core.
     """
+    layout = device_cpu_layout(model_path, compute_type, device)
+    return layout.library_threads if layout is not None else 0
+
+
+def device_cpu_layout(model_path: str, compute_type: str = "auto", device: str = "cpu") -> CpuLayout | None:
+    """How decodes share this machine's CPU for the model (:func:`~rtwhisper.engine.layout.cpu_layout`,
+    measured once per machine, model and compute type), or ``None`` where ``device`` does not
+    decode on the CPU: the library's threads, and the server's workers and threads when told
+    neither (``rtwhisper serve``, and the benchmark's served clock that mirrors it)."""
     if not runs_on_cpu(device):
-        return 0
-    return cpu_layout(model_path, resolve_compute_type(compute_type, "cpu")).library_threads
+        return None
+    return cpu_layout(model_path, resolve_compute_type(compute_type, "cpu"))
 
 
 def default_workers(device: str) -> int:

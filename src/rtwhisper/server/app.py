@@ -23,7 +23,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..engine import WhisperEngine, cpu_layout, resolve_compute_type, runs_on_cpu, shared_engine
+from ..engine import WhisperEngine, device_cpu_layout, shared_engine
 from ..engine.ctranslate2 import default_workers
 from ..engine.layout import REAL_TIME_UPDATE_S
 from ..engine.scheduler import Scheduler
@@ -43,9 +43,10 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
     config = config or ServerConfig()
     workers, threads, layout = config.workers, config.cpu_threads, None
     path = resolve_model(config.resolved_model_name) if engine is None else None
-    if path is not None and not workers and not threads and runs_on_cpu(config.device):
+    if path is not None and not workers and not threads:
         # Neither given: how decodes share this CPU is measured (once per machine and model).
-        layout = cpu_layout(path, resolve_compute_type(config.compute_type, "cpu"))
+        layout = device_cpu_layout(path, config.compute_type, config.device)
+    if layout is not None:
         workers, threads = layout.workers, layout.threads
         if layout.real_time is False:
             log.warning("rtwhisper: one %s update takes %.2f s on this CPU (at most %.1f s keeps finals about "
