@@ -7,7 +7,14 @@ The core is :class:`RealtimeWhisperProcessor` — audio in (``feed``), events ou
 from .audio import SAMPLE_RATE
 from .chunker import ChunkConfig, Chunker, Window
 from .engine import DecodeOptions, DecodeRequest, Engine, Hypothesis, WhisperEngine, shared_engine
-from .errors import AudioFormatError, ConfigError, ModelNotFoundError, RtWhisperError, StreamClosedError
+from .errors import (
+    AudioFormatError,
+    ConfigError,
+    ModelNotFoundError,
+    RecognitionError,
+    RtWhisperError,
+    StreamClosedError,
+)
 from .events import TranscriptEvent, Word
 from .merger import OverlapMerger
 from .models import installed_models, resolve_model
@@ -31,6 +38,7 @@ __all__ = [
     "OverlapMerger",
     "Preset",
     "RealtimeWhisperProcessor",
+    "RecognitionError",
     "RtWhisperError",
     "StreamClosedError",
     "TranscriptEvent",

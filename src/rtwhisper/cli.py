@@ -296,8 +296,30 @@ def _events_with_progress(
         yield event
 
 
+def _live(source: Any, args: argparse.Namespace) -> Iterator[TranscriptEvent]:
+    """A live stream (microphone, pipe, ``--realtime``) as ``rtwhisper serve`` runs one: through
+    a scheduler, on the engine layout measured for this machine (two one-thread workers on 2
+    cores: the next update decodes while the one before it still runs)."""
+    from .engine import serving_engine
+    from .models import resolve_model
+    from .presets import get_preset
+    from .runner import ThreadedRunner
+    from .sources import MicrophoneSource
+
+    engine, _ = serving_engine(resolve_model(args.model or get_preset(args.preset).model_name),
+                               device=args.device or "auto", compute_type=args.compute_type or "auto")
+
+    def lag(report: Any) -> None:
+        sys.stderr.write(f"rtwhisper: recognition is {report.lag_s:.1f} s behind"
+                         + (f", {report.dropped_s:.1f} s of audio dropped" if report.dropped_s else "") + "\n")
+
+    # A pipe's or a paced file's writer waits while recognition catches up; a microphone cannot.
+    return iter(ThreadedRunner(source, _processor(args, engine=engine), on_lag=lag,
+                               backpressure=not isinstance(source, MicrophoneSource)))
+
+
 def _run(args: argparse.Namespace) -> int:
-    from .runner import ThreadedRunner, stream
+    from .runner import stream
     from .sources import FileSource, MicrophoneSource, PipeSource, list_input_devices
 
     if args.command == "bench":
@@ -321,25 +343,17 @@ def _run(args: argparse.Namespace) -> int:
                 source = FileSource(_input_path(args), realtime=args.realtime)
                 if not args.realtime:
                     progress = _Progress(source.duration_s, screen_in_use=args.format == "text" and out.isatty())
-            # A whole file decodes 30 s windows with every core; a stream, one worker's share.
-            proc = _processor(args, cpu_threads=default_cpu_threads()) if progress is not None else _processor(args)
             events: Iterator[TranscriptEvent]
-            if progress is not None and hasattr(proc.engine, "iter_file"):
-                events = _whole_file(source, proc, args)
-            else:
-                events = stream(source, proc)
             if progress is not None:
+                # A whole file decodes 30 s windows with every core.
+                proc = _processor(args, cpu_threads=default_cpu_threads())
+                events = _whole_file(source, proc, args) if hasattr(proc.engine, "iter_file") else stream(source, proc)
                 events = _events_with_progress(events, proc, progress)
+            else:
+                events = _live(source, args)
             _emit(events, args, out, progress)
         else:
-            source = MicrophoneSource(args.input_device, duration_s=args.duration)
-            proc = _processor(args)
-
-            def lag(report: Any) -> None:
-                sys.stderr.write(f"rtwhisper: recognition is {report.lag_s:.1f} s behind"
-                                 + (f", {report.dropped_s:.1f} s of audio dropped" if report.dropped_s else "") + "\n")
-
-            _emit(ThreadedRunner(source, proc, on_lag=lag), args, out)
+            _emit(_live(MicrophoneSource(args.input_device, duration_s=args.duration), args), args, out)
     finally:
         if out is not sys.stdout:
             out.close()

@@ -26,3 +26,7 @@ class ModelNotFoundError(RtWhisperError, LookupError):
 
 class StreamClosedError(RtWhisperError, RuntimeError):
     """Audio was fed, or results asked for, after ``finish()`` closed the stream."""
+
+
+class RecognitionError(RtWhisperError, RuntimeError):
+    """Recognition of a stream failed (the engine raised): the stream stopped, and this says why."""

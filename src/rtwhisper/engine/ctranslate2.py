@@ -196,6 +196,8 @@ class WhisperEngine:
             raise ConfigError(f"forced_prefix_words must be a whole number of words, at least 1, or None "
                               f"(force the whole final text), got {forced_prefix_words!r}")
         self.forced_prefix_words = forced_prefix_words
+        self.num_workers = num_workers
+        """Engine calls that may run at once (CTranslate2 replicas sharing the weights)."""
         self.device = "cpu"
         self.cpu_threads = 0
         """Intra-op threads per worker on the CPU (0 on a GPU)."""

@@ -23,7 +23,7 @@ from fastapi import FastAPI, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
-from ..engine import WhisperEngine, device_cpu_layout, shared_engine
+from ..engine import WhisperEngine, serving_engine
 from ..engine.ctranslate2 import default_workers
 from ..engine.layout import REAL_TIME_UPDATE_S
 from ..engine.scheduler import Scheduler
@@ -41,22 +41,20 @@ log = logging.getLogger("rtwhisper.server")
 def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | None = None) -> FastAPI:
     """Build the app and load the model (an unknown model fails here, before a port is bound)."""
     config = config or ServerConfig()
-    workers, threads, layout = config.workers, config.cpu_threads, None
-    path = resolve_model(config.resolved_model_name) if engine is None else None
-    if path is not None and not workers and not threads:
-        # Neither given: how decodes share this CPU is measured (once per machine and model).
-        layout = device_cpu_layout(path, config.compute_type, config.device)
-    if layout is not None:
-        workers, threads = layout.workers, layout.threads
-        if layout.real_time is False:
-            log.warning("rtwhisper: one %s update takes %.2f s on this CPU (at most %.1f s keeps finals about "
-                        "a second after the words): expect them more than a second late; a smaller model keeps up "
-                        "(tiny.en for English)", config.resolved_model_name, layout.update_s,
-                        REAL_TIME_UPDATE_S)
-    workers = workers or default_workers(config.device)
+    layout = None
     if engine is None:
-        engine = shared_engine(str(path), device=config.device, compute_type=config.compute_type,
-                               cpu_threads=threads, num_workers=workers)
+        # Neither workers nor threads given: how decodes share this CPU is measured (once per
+        # machine and model).
+        engine, layout = serving_engine(resolve_model(config.resolved_model_name), device=config.device,
+                                        compute_type=config.compute_type, workers=config.workers,
+                                        cpu_threads=config.cpu_threads)
+        workers = engine.num_workers
+    else:
+        workers = config.workers or default_workers(config.device)
+    if layout is not None and layout.real_time is False:
+        log.warning("rtwhisper: one %s update takes %.2f s on this CPU (at most %.1f s keeps finals about "
+                    "a second after the words): expect them more than a second late; a smaller model keeps up "
+                    "(tiny.en for English)", config.resolved_model_name, layout.update_s, REAL_TIME_UPDATE_S)
     scheduler = Scheduler(engine, max_batch=config.max_batch, batch_wait_s=config.batch_wait_s,
                           max_delay_s=config.max_delay_s, max_streams=config.max_connections,
                           workers=workers, decode_ahead=config.decode_ahead)
