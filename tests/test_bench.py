@@ -204,3 +204,26 @@ def test_serve_no_decode_ahead_reaches_the_scheduler():
     finally:
         server.stop()
     assert health["decode_ahead"] is False and health["model"] == "tiny.en"
+
+
+@pytest.mark.model
+def test_pipe_mode_in_real_time_is_timed_at_the_client(manifest):
+    """jfk written at real-time pace to a real ``rtwhisper transcribe -``: every word final, each
+    timed on arrival against the offline word ends (under a second and a half after the word at p50)."""
+    from rtwhisper.bench.realtime import pipe_run
+
+    run = pipe_run("base", AUDIO_DIR / "en/jfk.wav", manifest["en/jfk.wav"]["text"], "en")
+    assert run["wer"] == [0.0], run["text"]
+    assert 0.2 < run["final_latency_s"]["p50"] < 1.5 and run["final_latency_s"]["max"] < 4, run["final_latency_s"]
+    assert run["partial_latency_s"]["p50"] <= run["final_latency_s"]["p50"]
+    assert 0 <= run["last_final_after_audio_s"][0] < 2 and run["server_cpu_s"] > 0
+
+
+def test_the_report_has_a_pipe_mode_table():
+    from rtwhisper.bench.report import realtime_lines
+
+    run = {"model": "base", "file": "/x/long.wav", "audio_s": 111.0, "wer": [0.0285],
+           "final_latency_s": {"p50": 0.97, "p90": 1.38, "max": 4.01}, "partial_latency_s": {"p50": 0.48},
+           "last_final_after_audio_s": [0.63], "server_cpu_s": 150.2}
+    lines = realtime_lines({"pipe": [run]})
+    assert "| base | long.wav (111 s) | 2.85 | 0.97/1.38/4.01 | 0.48 | 0.63 | 150.2 |" in lines

@@ -12,7 +12,10 @@ The method is ``../shared/MEASURING.md``'s, so these figures agree with how rtwh
    message of any kind that shows it at about its place − its end;
 5. end of utterance: speech, then silence sent at the same pace: speech end → the final that
    completes the last phrase; a client that just stops: its last frame → that final;
-6. many streams: N clients 1.3 s apart on one server, latency pooled, each stream's WER.
+6. many streams: N clients 1.3 s apart on one server, latency pooled, each stream's WER;
+7. pipe mode: the same frames written to ``rtwhisper transcribe - --format jsonl`` (the
+   command line's live mode) after silence that waits out its model load, each line timed
+   as it arrives (:func:`pipe_run`).
 """
 
 from __future__ import annotations
@@ -257,6 +260,79 @@ def realtime_run(model: str, wav: Path, reference: str, language: str | None, *,
     }
 
 
+def pipe_run(model: str, wav: Path, reference: str, language: str | None, *,
+             timeline: list[Word] | None = None) -> dict[str, Any]:
+    """``wav`` written at real-time pace to ``rtwhisper transcribe -`` (pipe mode), scored like a stream.
+
+    The process reads its input only once its model is loaded: ``WARMUP_S`` of silence written
+    first blocks until then (a pipe holds about a second), and the clock starts a second after
+    it went through. Each jsonl line is timed when it arrives; the last frame's time is when
+    the pipe closes.
+    """
+    import threading
+
+    from ..audio import SAMPLE_RATE
+    from ..models import resolve_model
+    from .simulate import load_audio
+
+    audio = load_audio(wav)
+    if timeline is None:
+        timeline = offline_timeline(resolve_model(model), audio, language)
+    command = [sys.executable, "-m", "rtwhisper.cli", "transcribe", "-", "--model", model, "--format", "jsonl",
+               *(["--language", language] if language else [])]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    messages: list[tuple[float, dict[str, Any]]] = []
+    start = [float("inf")]
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            messages.append((time.monotonic() - start[0], json.loads(line)))  # the WebSocket's event shape
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    errors = tempfile.TemporaryFile()
+    drain = threading.Thread(target=lambda: errors.write(process.stderr.read() if process.stderr else b""),
+                             daemon=True)
+    drain.start()
+    cpu_before = float("nan")
+    try:
+        process.stdin.write(np.zeros(int(WARMUP_S * SAMPLE_RATE), dtype=np.float32).tobytes())
+        process.stdin.flush()
+        time.sleep(1.0)
+        cpu_before = stat_cpu_s(Path(f"/proc/{process.pid}/stat"))
+        start[0] = time.monotonic()
+        block = SAMPLE_RATE // 10
+        for i in range(0, len(audio), block):
+            delay = start[0] + (i + block) / SAMPLE_RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            process.stdin.write(audio[i:i + block].astype(np.float32).tobytes())
+            process.stdin.flush()
+        last_frame_s = time.monotonic() - start[0]
+        cpu_s = stat_cpu_s(Path(f"/proc/{process.pid}/stat")) - cpu_before
+        process.stdin.close()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=10)
+    drain.join(timeout=10)
+    errors.seek(0)
+    if process.returncode != 0:
+        raise RuntimeError(f"rtwhisper transcribe - exited with {process.returncode}: "
+                           + errors.read().decode("utf-8", "replace").strip()[-500:])
+    scored = score_stream({"messages": messages, "last_frame_s": last_frame_s}, timeline, reference)
+    return {"model": model, "file": str(wav), "streams": 1, "audio_s": len(audio) / SAMPLE_RATE,
+            "final_latency_s": percentiles(scored["final_latencies_s"]),
+            "partial_latency_s": percentiles(scored["partial_latencies_s"]), "wer": [scored["wer"]],
+            "server_cpu_s": cpu_s, "last_final_after_audio_s": [scored["last_final_after_audio_s"]],
+            "refused": [], "text": scored["text"]}
+
+
 def end_of_utterance_run(model: str, wav: Path, reference: str, language: str | None, *,
                          silence_after_s: float = 3.0, preset: str | None = None,
                          server_args: list[str] | None = None, config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -332,11 +408,13 @@ def realtime_section(folder: Path, entries: list[dict[str, Any]], models: Sequen
 
     long = next((e for e in entries if e.get("long") and e["lang"] == "en" and "silence" not in e["path"]), None)
     short = next((e for e in entries if e["path"].endswith("jfk.wav")), None)
-    out: dict[str, Any] = {"single": [], "end_of_utterance": [], "capacity": []}
+    out: dict[str, Any] = {"single": [], "end_of_utterance": [], "capacity": [], "pipe": []}
     for model in models:
         if long is not None:
             progress(f"real time: {model} on {long['path']}")
             out["single"].append(realtime_run(model, folder / long["path"], long["text"], "en"))
+            progress(f"real time: {model} in pipe mode on {long['path']}")
+            out["pipe"].append(pipe_run(model, folder / long["path"], long["text"], "en"))
         if short is not None:
             progress(f"real time: {model} end of utterance on {short['path']}")
             out["end_of_utterance"].append(end_of_utterance_run(model, folder / short["path"], short["text"], "en"))

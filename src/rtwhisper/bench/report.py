@@ -100,6 +100,19 @@ def realtime_lines(rt: dict[str, Any]) -> list[str]:
             f"| {run['model']} | {Path(run['file']).name} ({run['audio_s']:.0f} s) | {run['streams']} | "
             f"{_fmt(max(wers) if wers else None, 100)} | {_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | "
             f"{_fmt(p['p50'])} | {_fmt(max(lasts) if lasts else None)} | {_fmt(run['server_cpu_s'], digits=1)} |")
+    if rt.get("pipe"):
+        lines += ["", "Pipe mode: the same frames at the same pace written to `rtwhisper transcribe - --format jsonl` "
+                  "(the command line's live mode), each line timed as it arrives; CPU s: that process's.", "",
+                  "| model | file | WER % | final p50/p90/max s | partial p50 s | last final after audio s | CPU s |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run in rt.get("pipe", []):
+        f, p = run["final_latency_s"], run["partial_latency_s"]
+        lines.append(f"| {run['model']} | {Path(run['file']).name} ({run['audio_s']:.0f} s) | "
+                     f"{_fmt(run['wer'][0], 100)} | {_fmt(f['p50'])}/{_fmt(f['p90'])}/{_fmt(f['max'])} | "
+                     f"{_fmt(p['p50'])} | {_fmt(run['last_final_after_audio_s'][0])} | "
+                     f"{_fmt(run['server_cpu_s'], digits=1)} |")
+    if rt.get("pipe"):
+        lines.append("")
     for e in rt.get("end_of_utterance", []):
         lines.append(f"- End of utterance, {e['model']} on {Path(e['file']).name}: speech end → final "
                      f"{_fmt(e['speech_end_to_final_s'])} s with {e['silence_after_s']:g} s of silence sent; "
