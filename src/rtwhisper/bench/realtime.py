@@ -266,8 +266,9 @@ def pipe_run(model: str, wav: Path, reference: str, language: str | None, *,
 
     The process reads its input only once its model is loaded: ``WARMUP_S`` of silence written
     first blocks until then (a pipe holds about a second), and the clock starts a second after
-    it went through. Each jsonl line is timed when it arrives; the last frame's time is when
-    the pipe closes.
+    it went through, at the first frame, which leaves then, frame *k* at ``k × 0.1 s`` (the
+    WebSocket client's pacing, ``../shared/MEASURING.md``). Each jsonl line is timed when it
+    arrives; the last frame's time is when it was written.
     """
     import threading
 
@@ -306,7 +307,7 @@ def pipe_run(model: str, wav: Path, reference: str, language: str | None, *,
         start[0] = time.monotonic()
         block = SAMPLE_RATE // 10
         for i in range(0, len(audio), block):
-            delay = start[0] + (i + block) / SAMPLE_RATE - time.monotonic()
+            delay = start[0] + i / SAMPLE_RATE - time.monotonic()  # frame k leaves at t0 + k × 0.1 s, as the client's
             if delay > 0:
                 time.sleep(delay)
             process.stdin.write(audio[i:i + block].astype(np.float32).tobytes())
