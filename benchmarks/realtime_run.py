@@ -60,6 +60,7 @@ def main() -> int:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--no-capacity", action="store_true")
+    parser.add_argument("--slow-cpu", action="store_true", help="the real-time runs again at half speed, beside")
     args = parser.parse_args()
     entries = load_manifest(args.folder)
 
@@ -70,7 +71,8 @@ def main() -> int:
     engine = shared_engine(resolve_model("base"), device="cpu")
     report: dict[str, Any] = {"set": str(args.folder), "environment": environment("cpu", "int8")}
     report["realtime"] = realtime_section(args.folder, entries, realtime_models(installed_models()), progress=progress,
-                                          capacity=not args.no_capacity, batching_engine=engine)
+                                          capacity=not args.no_capacity, batching_engine=engine,
+                                          slow=args.slow_cpu)
     long = next(e for e in entries if e.get("long") and e["lang"] == "en" and "silence" not in e["path"])
     progress("whole-file transcription against faster-whisper")
     report["whole_file"] = whole_file_against_faster_whisper(args.folder, long)

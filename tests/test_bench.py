@@ -227,3 +227,38 @@ def test_the_report_has_a_pipe_mode_table():
            "last_final_after_audio_s": [0.63], "server_cpu_s": 150.2}
     lines = realtime_lines({"pipe": [run]})
     assert "| base | long.wav (111 s) | 2.85 | 0.97/1.38/4.01 | 0.48 | 0.63 | 150.2 |" in lines
+
+
+def test_busy_cores_take_the_cpu_while_they_run_and_stop_after():
+    """``rtwhisper bench --slow-cpu``'s slower machine: one spinning process per core, all gone after."""
+    from pathlib import Path
+
+    from rtwhisper.bench.realtime import stat_cpu_s
+    from rtwhisper.bench.slowdown import BusyCores
+
+    with BusyCores(2) as busy:
+        assert busy.running == 2
+        pids = [p.pid for p in busy._processes]
+        time.sleep(1.0)
+        spent = [stat_cpu_s(Path(f"/proc/{pid}/stat")) for pid in pids]
+        assert all(s >= 0.2 for s in spent), spent  # each spun (a second shared with whatever else runs)
+    assert busy.running == 0
+    assert all(not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+               for pid in pids)
+
+
+def test_the_report_shows_the_half_speed_runs_and_twice_the_capacity():
+    from rtwhisper.bench.report import realtime_lines
+
+    def run(streams, p90, refused=()):
+        return {"model": "base", "file": "/x/long.wav", "audio_s": 60.0, "streams": streams, "wer": [0.02],
+                "final_latency_s": {"p50": 0.9, "p90": p90, "max": 3.0}, "partial_latency_s": {"p50": 0.5},
+                "last_final_after_audio_s": [0.6], "server_cpu_s": 70.0, "refused": list(refused)}
+
+    normal = {"single": [run(1, 1.4)], "capacity": [run(1, 1.4), run(2, 1.9)], "overload": [run(4, 3.1, ["full"])]}
+    slow = {"single": [run(1, 2.2)], "capacity": [run(1, 2.2)], "overload": [run(2, 3.5, ["full"])],
+            "busy_processes": 2}
+    text = "\n".join(realtime_lines({**normal, "slow": slow}))
+    assert "half speed (2 busy process(es)" in text
+    assert "- Capacity, base: **2** real-time stream(s)" in text and "- Capacity, base: **0** real-time" in text
+    assert "- Twice that, base × 4: final p90 3.10 s over the streams served; 1 refused" in text

@@ -6,6 +6,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fakes import ramp
 from rtwhisper.errors import ConfigError
@@ -104,3 +106,33 @@ def test_ignored_parameters_are_reported():
     d = drive(QUERY + "&diarize=true&smart_format=true", ramp(3.0))
     assert "ignored parameters: diarize, smart_format" in d.sent[-1]["warnings"][0]
     assert CLOSE_POLICY != d.closed.code
+
+
+@pytest.mark.parametrize("name", ["sample_rate", "channels", "endpointing", "utterance_end_ms"])
+@pytest.mark.parametrize("value", ["%C2%B2", "%D9%A1%D9%A6%D9%A0%D9%A0%D9%A0", "9" * 4300, "-5", "1e3", ""])
+def test_numbers_in_the_query_string_are_ascii_digits_or_a_config_error(name, value):
+    """A Unicode digit ("²", Arabic-Indic "١٦٠٠٠") passed ``str.isdigit`` and then crashed ``int`` or was
+    read as a number; 4,300 digits crashed ``int``: each ended the stream with a traceback and close 1006."""
+    query = "&".join(f"{k}={v}" for k, v in {"encoding": "linear16", "sample_rate": "16000", name: value}.items())
+    with pytest.raises(ConfigError, match=name):
+        DeepgramSession.from_query(query)
+
+
+def test_a_boolean_that_is_neither_true_nor_false_is_a_config_error():
+    with pytest.raises(ConfigError, match="interim_results must be true or false"):
+        DeepgramSession.from_query(QUERY + "&interim_results=maybe")
+    assert DeepgramSession.from_query(QUERY + "&interim_results=false&vad_events=0").options.interim_results is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["encoding", "sample_rate", "channels", "language", "interim_results",
+                                        "endpointing", "utterance_end_ms", "vad_events", "punctuate", "model"]),
+                       st.text(max_size=30), max_size=6))
+def test_any_query_string_is_a_session_or_a_config_error(params):
+    from urllib.parse import urlencode
+
+    query = urlencode({"encoding": "linear16", "sample_rate": "16000", **params})
+    try:
+        DeepgramSession.from_query(query)
+    except ConfigError as exc:
+        assert str(exc)

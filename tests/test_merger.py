@@ -1,3 +1,5 @@
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,6 +117,34 @@ def test_merged_finals_equal_the_source(words, chunk, jitter, overlap_frac, seed
     assert finals[0].start_s == 0
     assert all(abs(finals[i].end_s - finals[i + 1].start_s) < 1e-9 for i in range(len(finals) - 1))
     assert abs(finals[-1].end_s - len(audio) / 16000) < 1e-6
+
+
+@settings(max_examples=120, deadline=None)
+@given(words=timelines(), paces=st.lists(st.sampled_from([None, 0.5, 0.8, 1.5]), min_size=1, max_size=8),
+       jitter=st.sampled_from([0.0, 0.05]), seed=st.integers(0, 1000))
+def test_paced_updates_lose_and_double_nothing(words, paces, jitter, seed):
+    """A scheduler paces a stream's updates to longer steps than its own (``next_request(pace_s=…)``:
+    load, a slower CPU; up to ``scheduler.MAX_PACE_S``), changing from one update to the next:
+    every word once, in order, the finals tiling the stream."""
+    from fakes import TimelineEngine, TimelineVad, ramp
+    from rtwhisper import RealtimeWhisperProcessor
+
+    engine = TimelineEngine(words, jitter_s=jitter, seed=seed)
+    proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), chunk_duration=0.5,
+                                    overlap_duration=0.1)
+    audio = ramp(words[-1].end_s + 0.5)
+    finals, k = [], 0
+    for i in range(0, len(audio), 1600):
+        proc.feed(audio[i:i + 1600])
+        while (request := proc.next_request(pace_s=paces[k % len(paces)])) is not None:
+            k += 1
+            finals += [e for e in proc.apply(engine.transcribe_batch([request])[0]) if e.is_final]
+        finals += [e for e in proc.take_events() if e.is_final]
+    finals += [e for e in proc.finish() if e.is_final]
+    got = [x.text.strip() for e in finals for x in e.words]
+    assert got == [x.text.strip() for x in words]
+    assert finals[0].start_s == 0 and abs(finals[-1].end_s - len(audio) / 16000) < 1e-6
+    assert all(abs(a.end_s - b.start_s) < 1e-9 for a, b in itertools.pairwise(finals))
 
 
 def test_squeezed_tail_without_acoustic_evidence_is_removed():

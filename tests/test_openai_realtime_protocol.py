@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from fakes import ramp
+from fakes import TimelineEngine, TimelineVad, ramp
+from rtwhisper import RealtimeWhisperProcessor, Word
 from rtwhisper.errors import ConfigError
 from rtwhisper.server.openai_realtime import RealtimeSession
-from rtwhisper.server.protocol import SessionLimits
+from rtwhisper.server.protocol import Feed, Flush, SessionLimits
 from test_protocol import WORDS, Driver
 
 
@@ -67,6 +68,49 @@ def test_manual_commit_without_turn_detection():
     assert not [m for m in d.sent if m["type"] == "input_audio_buffer.speech_started"]
 
 
+class LateDriver(Driver):
+    """A driver whose recogniser runs behind the socket, as the server's scheduler does: actions
+    queue up and run only when :meth:`catch_up` is called."""
+
+    def __init__(self, *args, **kwargs):
+        self.queued: list = []
+        self.late = False
+        super().__init__(*args, **kwargs)
+
+    def perform(self, actions) -> None:
+        if self.late:
+            self.queued += [a for a in actions if isinstance(a, (Feed, Flush))]
+            actions = [a for a in actions if not isinstance(a, (Feed, Flush))]
+        super().perform(actions)
+
+    def catch_up(self) -> None:
+        self.late, queued, self.queued = False, self.queued, []
+        super().perform(queued)
+
+
+def test_push_to_talk_commit_ends_one_item_with_everything_appended_before_it():
+    # Without turn detection, audio appended all at once and committed at once: the recogniser
+    # hears it after the commit, ending an utterance (a pause) on the way. The item used to end at
+    # that first end of utterance, holding its first words only, the rest deltas of an item never
+    # committed or completed; it ends now when the commit's flush is carried out.
+    words = [Word(" w0", 0.3, 0.7), Word(" w1", 0.8, 1.2), Word(" w2", 2.6, 3.0), Word(" w3", 3.1, 3.5)]
+    d = LateDriver(session=RealtimeSession.from_query("intent=transcription", limits=SessionLimits(),
+                                                      model_name="base"))
+    update(d, format={"type": "audio/pcm", "rate": 16000}, turn_detection=None)
+    d.late = True
+    append(d, ramp(4.0))
+    d.text(json.dumps({"type": "input_audio_buffer.commit"}))
+    assert not [m for m in d.sent if m["type"].endswith("completed")]
+    d.processor = RealtimeWhisperProcessor(engine=TimelineEngine(words), vad=TimelineVad(words), sample_rate=16000)
+    d.catch_up()
+    completed = [m for m in d.sent if m["type"].endswith("completed")]
+    committed = [m for m in d.sent if m["type"] == "input_audio_buffer.committed"]
+    assert len(completed) == 1 and len(committed) == 1, [m["type"] for m in d.sent]
+    assert completed[0]["transcript"].split() == ["w0", "w1", "w2", "w3"]
+    deltas = [m for m in d.sent if m["type"].endswith("delta")]
+    assert {m["item_id"] for m in deltas} == {completed[0]["item_id"]}
+
+
 def test_errors_in_the_api_shape_and_the_session_goes_on():
     d = session()
     d.text("{nope")
@@ -95,3 +139,47 @@ def test_clear_drops_what_was_not_transcribed():
 def test_only_transcription_sessions():
     with pytest.raises(ConfigError, match="intent=transcription"):
         RealtimeSession.from_query("model=gpt-realtime")
+
+
+@pytest.mark.parametrize("session_update", [
+    {"audio": {"input": {"format": "pcm16"}}},
+    {"audio": {"input": {"turn_detection": "server_vad"}}},
+    {"audio": {"input": ["format"]}},
+    {"audio": "pcm"},
+    {"audio": {"input": {"transcription": "whisper-1"}}},
+    {"audio": {"input": {"transcription": {"prompt": 42}}}},
+    {"audio": {"input": {"transcription": {"prompt": ["a"]}}}},
+    {"audio": {"input": {"transcription": {"language": 7}}}},
+    {"audio": {"input": {"format": {"type": "audio/pcm", "rate": True}}}},
+])
+def test_a_session_update_of_the_wrong_shape_is_an_error_event_and_the_session_goes_on(session_update):
+    """A string or list where the API has an object raised AttributeError (close 1006, no error); a
+    non-string prompt was echoed as accepted and failed the first decode (close 1011)."""
+    d = session()
+    d.text(json.dumps({"type": "session.update", "event_id": "evt_7", "session": {"type": "transcription",
+                                                                                  **session_update}}))
+    error = d.sent[-1]
+    assert error["type"] == "error" and error["error"]["type"] == "invalid_request_error", error
+    assert error["error"]["event_id"] == "evt_7" and error["error"]["message"]
+    update(d, format={"type": "audio/pcm", "rate": 16000}, transcription={"language": "en"})
+    assert d.sent[-1]["type"] == "session.updated" and d.closed is None
+
+
+def test_a_prompt_longer_than_whisper_reads_is_refused():
+    d = session()
+    update(d, transcription={"prompt": "word " * 1000})
+    assert d.sent[-1]["type"] == "error" and "at most 2000" in d.sent[-1]["error"]["message"]
+    update(d, transcription={"prompt": "Kubernetes, Prometheus."})
+    assert d.sent[-1]["type"] == "session.updated"
+
+
+@pytest.mark.parametrize("audio", [None, "", 12345678, ["AAAA"]])
+def test_an_append_without_base64_audio_is_an_error(audio):
+    """Missing or empty audio was ignored without a word, and ``"audio": 12345678`` decoded as audio."""
+    d = session()
+    message = {"type": "input_audio_buffer.append", "event_id": "evt_1"}
+    if audio is not None:
+        message["audio"] = audio
+    d.text(json.dumps(message))
+    assert d.sent[-1]["type"] == "error" and d.sent[-1]["error"]["event_id"] == "evt_1"
+    assert d.session.received_s == 0

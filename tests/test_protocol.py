@@ -41,6 +41,7 @@ class Driver:
         self.closed: Close | None = None
         self.processor: RealtimeWhisperProcessor | None = None
         self.opened_with: list[tuple[str | None, dict]] = []
+        self.flushes_done = 0
         self.now = 0.0
         self.perform(self.session.start(self.now))
 
@@ -65,7 +66,9 @@ class Driver:
                 self.perform(self.session.recognised(self.processor.results(), self.processor.heard_until_s))
             elif isinstance(action, Flush):
                 assert self.processor is not None
-                self.perform(self.session.recognised(self.processor.flush(), self.processor.heard_until_s))
+                events = self.processor.flush()
+                self.flushes_done += 1
+                self.perform(self.session.recognised(events, self.processor.heard_until_s, self.flushes_done))
             elif isinstance(action, Finish):
                 assert self.processor is not None
                 events = self.processor.finish()

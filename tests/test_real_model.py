@@ -77,6 +77,38 @@ def test_jfk_with_fast_updates_and_an_agreement_margin_every_word(base_engine, m
     assert got == normalize_text(manifest["en/jfk.wav"]["text"]).split()
 
 
+JFK_CASES = [
+    # (name, from_preset's preset or None for the guide's constructor, options, grid phases in seconds)
+    ("guide 2 s / 0.2 s", None, {"chunk_duration": 2.0, "overlap_duration": 0.2}, (0.0, 0.5, 1.0, 1.5)),
+    ("low_latency", "low_latency", {}, (0.1, 0.2, 0.3, 0.4)),
+    ("high_accuracy", "high_accuracy", {"beam_size": 5}, (0.0, 0.5)),
+    ("commands", "commands", {}, (0.0, 0.2)),
+]
+
+
+@pytest.mark.parametrize(("name", "preset", "options", "late_s"),
+                         [(n, p, o, t) for n, p, o, phases in JFK_CASES for t in phases],
+                         ids=[f"{n}@{t:g}s" for n, _, _, phases in JFK_CASES for t in phases])
+def test_jfk_reads_every_word_at_every_step_and_grid_phase(base_engine, manifest, name, preset, options, late_s):
+    """The README's own sample, through the library as people call it (0.1 s blocks, ``results()``,
+    then ``finish()``), at each path's update step and at several phases of its grid.
+
+    On 2 AVX2 cores jfk's "ask not", after a 0.9 s pause, read "is not" (probability 0.03-0.15)
+    from windows that started in the pause, and every path made it final; a window that starts
+    at the words before the pause, forced through them, reads "Ask" at 0.8-0.9
+    (``processor.CONTEXT_WORDS``). With ``high_accuracy`` fed in 0.1 s blocks the last decode,
+    beam 5 forced through "Ask what you", stopped at "can do for" and "your country." was lost
+    (``DecodeOptions.speech_end_s``).
+    """
+    audio = np.concatenate([np.zeros(round(late_s * 16000), dtype=np.float32), load_wav("en/jfk.wav")])
+    if preset is None:
+        proc = RealtimeWhisperProcessor(engine=base_engine, **options)
+    else:
+        proc = RealtimeWhisperProcessor.from_preset(preset, engine=base_engine, **options)
+    got = normalize_text(final_text(stream(proc, audio, 0.1))).split()
+    assert got == normalize_text(manifest["en/jfk.wav"]["text"]).split(), (name, late_s)
+
+
 def test_jfk_sent_at_24_khz_with_fast_updates_keeps_its_second_ask(base_engine):
     """jfk as the OpenAI Realtime path hears it (24 kHz PCM16, resampled by the processor), 0.3 s
     updates with the 0.3 s margin (the spare step of ``low_latency``).

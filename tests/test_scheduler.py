@@ -378,8 +378,8 @@ class AheadCounting(RealtimeWhisperProcessor):
         self.ahead = 0
         self.ends = []
 
-    def next_request(self, *, ahead=False, spare=False):
-        request = super().next_request(ahead=ahead, spare=spare)
+    def next_request(self, *, ahead=False, **pace):
+        request = super().next_request(ahead=ahead, **pace)
         self.ahead += bool(ahead and request is not None)
         if request is not None and not request.options.paused:  # an endpoint's decode is off the grid
             self.ends.append(self._inflight[-1].window.end_s)
@@ -398,19 +398,8 @@ def stream_fast(handles, seconds, speed):
 
 def stream_on_two_workers(streams, decode_ahead, per_batch_s, speed, **options):
     """Stream 6 s of the timeline to ``streams`` processors on two workers; every word arrives once, in order."""
-    engine = CountingEngine(WORDS, per_batch_s=per_batch_s)
-    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, workers=2, decode_ahead=decode_ahead,
-                          max_delay_s=60, max_lag_s=60)
-    try:
-        collectors = [Collector() for _ in range(streams)]
-        procs = [AheadCounting(engine=engine, vad=TimelineVad(WORDS), **options) for _ in collectors]
-        handles = [scheduler.open(p, c.on_events, c.on_close) for p, c in zip(procs, collectors, strict=True)]
-        stream_fast(handles, 6.0, speed=speed)
-        for c in collectors:
-            assert c.closed.wait(30) and c.reason is None
-            assert c.words == [w.text.strip() for w in WORDS]  # in order, none lost or repeated
-    finally:
-        scheduler.shutdown()
+    engine, procs, _ = paced_streams(streams, per_batch_s=per_batch_s, workers=2, speed=speed,
+                                     decode_ahead=decode_ahead, **options)
     return engine, procs
 
 
@@ -439,3 +428,82 @@ def test_a_lone_stream_updates_every_spare_chunk_while_a_worker_is_spare(streams
             assert np.median(steps) == pytest.approx(0.3)  # on 0.1 s blocks: 0.3 s steps, a few longer
         else:
             assert steps.min() >= 0.5 - 1e-6
+
+
+# -- pacing from measured compute --------------------------------------------------------------------
+
+
+def paced_streams(streams, *, per_batch_s, workers, speed, stream_cpu=None, cpu_threads=0, decode_ahead=True,
+                  **options):
+    """Stream 6 s of the timeline to ``streams`` processors; every word arrives once, in order.
+    Returns the engine, the processors (their window ends) and each stream's last pace."""
+    engine = CountingEngine(WORDS, per_batch_s=per_batch_s)
+    engine.cpu_threads = cpu_threads  # a CPU engine's threads per worker (0: a GPU's)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, workers=workers, max_delay_s=60, max_lag_s=60,
+                          decode_ahead=decode_ahead, stream_cpu=stream_cpu)
+    try:
+        collectors = [Collector() for _ in range(streams)]
+        procs = [AheadCounting(engine=engine, vad=TimelineVad(WORDS), **options) for _ in collectors]
+        handles = [scheduler.open(p, c.on_events, c.on_close) for p, c in zip(procs, collectors, strict=True)]
+        stream_fast(handles, 6.0, speed=speed)
+        for c in collectors:
+            assert c.closed.wait(60) and c.reason is None
+            assert c.words == [w.text.strip() for w in WORDS]  # in order, none lost or repeated
+    finally:
+        scheduler.shutdown()
+    return engine, procs, [h.pace_s for h in handles]
+
+
+@pytest.mark.parametrize(("stream_cpu", "spare"), [(None, True), (1.0, True), (0.4, False)])
+def test_a_stream_takes_the_spare_step_only_where_its_updates_fit_the_cpu_it_may_use(stream_cpu, spare):
+    # Updates cost 0.2 s of one core each. At 0.3 s steps that is 0.67 of a core: within a budget
+    # of one core, over one of 0.4 (which asks for steps of 0.5 s at least: its own 0.5 s).
+    _, procs, _ = paced_streams(1, per_batch_s=0.2, workers=2, speed=1.0, stream_cpu=stream_cpu, cpu_threads=1,
+                             chunk_duration=0.5, spare_chunk_duration=0.3)
+    steps = np.round(np.diff(procs[0].ends), 3)
+    assert len(steps) >= 6
+    if spare:
+        assert np.median(steps) == pytest.approx(0.3)
+    else:
+        assert np.median(steps) >= 0.5 - 1e-6
+
+
+def test_under_load_every_streams_updates_come_less_often_instead_of_waiting():
+    # Three streams on one worker, each 0.5 s update costing 0.3 s: 1.8 worker-seconds a second
+    # at their own steps. Paced to ~1.1 s (TARGET_BUSY of the worker), capped at MAX_PACE_S (1 s).
+    from rtwhisper.engine.scheduler import MAX_PACE_S
+
+    _, procs, paces = paced_streams(3, per_batch_s=0.3, workers=1, speed=1.0, chunk_duration=0.5)
+    for p, pace in zip(procs, paces, strict=True):
+        steps = np.diff(p.ends)
+        assert np.median(steps) >= 0.8, steps
+        assert pace is not None and 0.8 <= pace <= MAX_PACE_S
+
+
+def test_a_stream_the_engine_could_not_serve_within_the_longest_step_is_refused_with_the_reason():
+    # Each 0.5 s update costs 0.3 s of the one worker: two streams need 0.75 s steps, a third
+    # would need 1.1 s, over MAX_PACE_S (1 s): refused, saying so; the two admitted keep every word.
+    engine = CountingEngine(WORDS, per_batch_s=0.3)
+    scheduler = Scheduler(engine, max_batch=1, batch_wait_s=0.0, workers=1, max_delay_s=60, max_lag_s=60)
+    try:
+        collectors = [Collector() for _ in range(2)]
+        handles = [scheduler.open(processor(engine), c.on_events, c.on_close) for c in collectors]
+        audio = ramp(6.0)
+        refused = None
+        for i in range(0, len(audio), 1600):
+            for h in handles:
+                h.feed(audio[i:i + 1600])
+            time.sleep(0.1)
+            if i >= 3 * 16000 and refused is None:
+                with pytest.raises(Overloaded) as info:
+                    scheduler.open(processor(engine), Collector().on_events)
+                refused = str(info.value)
+        for h in handles:
+            h.finish()
+        for c in collectors:
+            assert c.closed.wait(60) and c.reason is None
+            assert c.words == [w.text.strip() for w in WORDS]
+    finally:
+        scheduler.shutdown()
+    assert refused is not None and "full" in refused and "updates every" in refused, refused
+    assert scheduler.stats().refused == 1

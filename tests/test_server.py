@@ -374,16 +374,15 @@ def test_last_word_is_final_soon_after_the_speech_stops(server, jfk_speech_end):
             t_last = t
             break
     assert t_last is not None, finals
-    update, keeps_up = server_update(server)
-    limit = 1.0 if keeps_up else 1.1 + 2 * update
+    update, _ = server_update(server)
+    limit = 0.6 + 2 * max(update, 0.2)  # the pause, the update in flight and the closing one
     assert t_last - jfk_speech_end <= limit, (t_last, jfk_speech_end, limit, finals[-3:])
     # the utterance's closing final is flagged, and everything before it is final by then
     closing = [t for t, m in finals if m["end_of_utterance"] and t <= t_last + 0.05]
     assert closing, finals
     text = " ".join(m["text"] for t, m in finals if t <= t_last + 0.05 and m["text"])
-    assert wer(JFK_TEXT, text) <= 0.05, text
-    if keeps_up:  # keeping up: no false lag reports
-        assert not [m for _, m in received if m["type"] == "lag"]
+    assert normalize_text(text) == normalize_text(JFK_TEXT), text
+    assert not [m for _, m in received if m["type"] == "lag"]  # a lone stream is paced, never behind
 
 
 def test_a_client_that_stops_sending_gets_every_word_final_and_stays_open(server):
@@ -398,8 +397,8 @@ def test_a_client_that_stops_sending_gets_every_word_final_and_stays_open(server
     finals = [(t, m) for t, m in received if m["type"] == "final" and m["text"]]
     text = " ".join(m["text"] for _, m in finals)
     assert wer(JFK_TEXT, text) <= 0.05, text
-    update, keeps_up = server_update(server)
-    assert finals[-1][0] - last <= (1.5 if keeps_up else 0.9 + 2 * update), (finals[-1][0], last)
+    update, _ = server_update(server)
+    assert finals[-1][0] - last <= 0.9 + 2 * max(update, 0.3), (finals[-1][0], last)
     assert any(m["end_of_utterance"] for _, m in finals)
     assert state.name == "OPEN" and not [m for _, m in received if m["type"] in ("done", "error")]
 
@@ -446,9 +445,7 @@ def test_metrics_while_streams_run(server):
                                                                             "rtwhisper_final_latency_seconds_count")
     within_2s = metric(after, "rtwhisper_final_latency_seconds_bucket", le="2.0") - metric(
         before, "rtwhisper_final_latency_seconds_bucket", le="2.0")
-    assert finals >= 6 and 0 <= within_2s <= finals
-    if server_update(server)[1]:  # two base streams in real time: finals within 2 s of their words
-        assert within_2s / finals >= 0.8
+    assert finals >= 6 and 0 <= within_2s <= finals  # how soon is the benchmark's to say, not this test's
     compute = metric(after, "rtwhisper_compute_seconds_total") - metric(before, "rtwhisper_compute_seconds_total")
     # counted once per decode: no more than the workers could have spent while the streams ran
     assert 0.5 < compute <= elapsed_s * httpx.get(server.url + "/health").json()["workers"]
@@ -471,28 +468,44 @@ def updates_total(server) -> float:
     return value
 
 
-def test_a_lone_stream_updates_every_0_3_s_while_a_worker_is_spare(server):
-    """The default (``low_latency``: ``spare_chunk_duration=0.3``) updates a stream every 0.3 s
-    while the server has more workers than streams, and jfk reads right; a spare step equal to
-    ``chunk_duration`` keeps 0.5 s updates. Counted by /metrics' ``rtwhisper_updates_total``,
-    one real-time stream at a time."""
+def compute_total(server) -> float:
+    return metric(httpx.get(server.url + "/metrics").text, "rtwhisper_compute_seconds_total")
+
+
+def test_a_lone_stream_takes_the_spare_step_only_where_its_updates_fit_its_cpu(server):
+    """The default (``low_latency``: ``spare_chunk_duration=0.3``) updates a lone stream every
+    0.3 s while the server has a worker to spare and those updates fit the cores one stream may
+    use (``stream_cpu``, 1 by default), measured from its own decodes; where an update costs more
+    (2 AVX2 cores: 0.46 s of a core for ``base``) the stream keeps 0.5 s. Either way jfk reads
+    right and the stream uses no more than its cores. Counted by /metrics, one real-time stream
+    at a time; a spare step equal to ``chunk_duration`` keeps 0.5 s updates."""
     audio = load_wav("en/jfk.wav")
-    counts, texts, ready = {}, {}, {}
+    counts, texts, ready, work = {}, {}, {}, {}
     for name, extra in (("spare", {}), ("plain", {"spare_chunk_duration": 0.5, "agreement_margin_s": 0.0})):
-        before = updates_total(server)
+        before, compute_before = updates_total(server), compute_total(server)
         received, _, _ = asyncio.run(paced(server.ws_url, audio, config={"type": "config", "language": "en", **extra}))
         counts[name] = updates_total(server) - before
+        work[name] = compute_total(server) - compute_before
         ready[name] = next(m for _, m in received if m["type"] == "ready")
         texts[name] = finals_text([m for _, m in received])
+        assert not [m for _, m in received if m["type"] == "lag"], name
     assert (ready["spare"]["spare_chunk_duration"], ready["plain"]["spare_chunk_duration"]) == (0.3, 0.5)
     assert ready["spare"]["chunk_duration"] == 0.5 and ready["spare"]["agreement_margin_s"] == 0.3
     for text in texts.values():
-        assert wer(JFK_TEXT, text) <= 0.05, texts
+        assert normalize_text(text) == normalize_text(JFK_TEXT), texts
     health = httpx.get(server.url + "/health").json()
     assert counts["plain"] >= 10, counts  # about 8 s of speech at 0.5 s updates, silence skipped
-    if health["workers"] >= 2 and health["decode_ahead"] and server_update(server)[1]:
-        assert counts["spare"] >= 1.3 * counts["plain"], counts
-    elif health["workers"] == 1:  # no worker to spare: the same cadence
+    threads = health["cpu_threads"] or 1
+    per_update = work["plain"] / counts["plain"] * threads  # core-seconds one update costs here
+    cores = work["spare"] * threads / 11.0  # the spare run's cores over the clip
+    if health["workers"] >= 2 and health["decode_ahead"]:
+        if per_update <= 0.2 * health["stream_cpu"]:  # 0.3 s steps fit well within the budget
+            assert counts["spare"] >= 1.3 * counts["plain"], (counts, per_update)
+        elif per_update >= 0.4 * health["stream_cpu"]:  # they do not: the stream's own step
+            assert counts["spare"] <= 1.2 * counts["plain"], (counts, per_update)
+        # the first updates come before any is measured; after them, the budget holds
+        assert cores <= 1.25 * health["stream_cpu"], (cores, per_update, counts)
+    else:  # no worker to spare: the same cadence
         assert abs(counts["spare"] - counts["plain"]) <= 2, counts
 
 
@@ -632,10 +645,21 @@ def test_full_server_refuses_with_1013_and_admitted_streams_finish(strict_server
             with pytest.raises(ConnectionClosed):
                 await ws.recv()
             code = ws.close_code
-        return refusal, code, await asyncio.gather(*held)
+        others = []  # the other protocols say it in their own shape (it came in the native one)
+        base = f"ws://127.0.0.1:{strict_server.port}"
+        for path in ("/v1/listen?encoding=linear16&sample_rate=16000", "/v1/realtime?intent=transcription"):
+            async with connect(base + path, additional_headers=KEY) as ws:
+                others.append(json.loads(await ws.recv()))
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.recv()
+                others.append(ws.close_code)
+        return refusal, code, others, await asyncio.gather(*held)
 
-    refusal, code, held = asyncio.run(run())
+    refusal, code, others, held = asyncio.run(run())
     assert code == 1013 and refusal["code"] == "server_full" and "limit of 2" in refusal["message"]
+    deepgram, deepgram_code, realtime, realtime_code = others
+    assert deepgram["type"] == "Error" and deepgram["variant"] == "server_full" and deepgram_code == 1013
+    assert realtime["type"] == "error" and realtime["error"]["code"] == "server_full" and realtime_code == 1013
     for messages in held:
         assert wer(JFK_TEXT, finals_text(messages)) <= 0.1
 
@@ -709,7 +733,9 @@ def test_english_only_model_refuses_translation_clearly(strict_server):
     with (AUDIO_DIR / "ko" / "test_ko.wav").open("rb") as f:
         r = httpx.post(strict_server.url + "/v1/audio/translations", headers=KEY,
                        files={"file": f}, data={"model": "whisper-1"}, timeout=60)
-    assert r.status_code == 400 and "English-only" in r.json()["error"]["message"]
+    message = r.json()["error"]["message"]
+    assert r.status_code == 400 and "English-only" in message
+    assert "/" not in message, message  # the model's folder on the server is nobody else's business
 
 
 # -- browser page -----------------------------------------------------------------------------
@@ -796,7 +822,7 @@ def test_deepgram_sdk_transcribes_jfk_with_interim_results_and_speech_final(serv
     results = [m for m in messages if getattr(m, "type", None) == "Results"]
     finals = [m for m in results if m.is_final]
     text = " ".join(m.channel.alternatives[0].transcript for m in finals if m.channel.alternatives[0].transcript)
-    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert normalize_text(text) == normalize_text(JFK_TEXT), text  # every word, "ask not" included
     assert any(not m.is_final for m in results)  # interim results
     assert any(m.speech_final for m in finals)
     words = [w for m in finals for w in m.channel.alternatives[0].words]
@@ -876,7 +902,7 @@ def test_openai_realtime_sdk_transcribes_jfk_with_server_vad(server):
     assert "input_audio_buffer.speech_started" in types and "input_audio_buffer.committed" in types
     completed = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
     text = " ".join(e.transcript for e in completed)
-    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert normalize_text(text) == normalize_text(JFK_TEXT), text  # every word, "ask not" included
     deltas = [e for e in events if e.type == "conversation.item.input_audio_transcription.delta"]
     assert "".join(e.delta for e in deltas if e.item_id == completed[0].item_id) == completed[0].transcript
 
@@ -892,6 +918,24 @@ def test_openai_realtime_sdk_long_file_with_manual_commit(server, manifest):
     heard = normalize_text(completed[0].transcript).split()
     reference = normalize_text(manifest[rel]["text"]).split()
     assert len(heard) >= 90 and wer(" ".join(reference[:len(heard)]), " ".join(heard)) <= 0.08, completed[0].transcript
+
+
+@pytest.mark.parametrize("pace", [100.0, 1.0], ids=["all-at-once", "real-time"])
+def test_openai_realtime_push_to_talk_completes_one_item_with_every_word(server, pace):
+    """Turn detection off (what OpenAI's newest transcription models require): jfk appended, then
+    ``input_audio_buffer.commit``. Sent at once, the item used to complete with "And so my fellow
+    Americans." alone, the other 17 words deltas of an item never committed; at real-time pace it
+    never completed and the client hung. One committed item now holds every word."""
+    audio = load_wav("en/jfk.wav")
+    events = openai_realtime_stream(server, audio, pace=pace, commit=True, session={
+        "type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 24000},
+                                                     "transcription": {"language": "en"}, "turn_detection": None}}})
+    completed = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    committed = [e for e in events if e.type == "input_audio_buffer.committed"]
+    assert len(completed) == 1 and len(committed) == 1, [e.type for e in events]
+    assert normalize_text(completed[0].transcript) == normalize_text(JFK_TEXT), completed[0].transcript
+    deltas = [e for e in events if e.type == "conversation.item.input_audio_transcription.delta"]
+    assert {e.item_id for e in deltas} == {completed[0].item_id}
 
 
 def test_other_protocols_refuse_what_they_cannot_honour_in_their_own_shape(server):

@@ -17,6 +17,7 @@ import numpy as np
 from .audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS
 from .engine import COMPUTE_TYPES, DEVICES, TASKS
 from .engine.ctranslate2 import default_cpu_threads
+from .engine.scheduler import STREAM_CPU
 from .errors import ConfigError, RtWhisperError
 from .events import TranscriptEvent
 from .presets import PRESETS
@@ -115,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-decode-ahead", dest="decode_ahead", action="store_false",
                    help="decode each stream's updates one at a time, even with a worker to spare "
                         "(by default a lone stream's next update starts while the one before runs)")
+    p.add_argument("--stream-cpu", type=_positive_float, default=STREAM_CPU, metavar="CORES",
+                   help=f"cores one stream's updates may use on average on a CPU (default {STREAM_CPU:g}): "
+                        "where updates cost more, they come less often")
     p.add_argument("--max-delay", type=_positive_float, default=1.0, metavar="S",
                    help="refuse new streams while due windows wait longer than this (1.0)")
     p.add_argument("--idle-timeout", type=_positive_float, default=60.0, metavar="S",
@@ -159,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the capacity search (real servers with 1, 2, 4… real-time clients)")
     p.add_argument("--no-realtime", action="store_true",
                    help="skip every real-time run (real server and clients); the virtual clock only")
+    p.add_argument("--slow-cpu", action="store_true",
+                   help="run the real-time section again at half speed (one busy process per core) and report both")
     p.add_argument("--model", help="measure only this model (main settings, 0.5 s / 0.2 s)")
     p.add_argument("--chunk", type=_positive_float, default=0.5, metavar="S")
     p.add_argument("--overlap", type=_positive_float, default=0.2, metavar="S")
@@ -376,7 +382,8 @@ def _bench(args: argparse.Namespace) -> int:
     report = run_benchmark(Path(args.folder), Path(args.out), configs=configs, device=args.device,
                            compute_type=args.compute_type, quick=args.quick, include_long=args.long,
                            grid_phases=args.grid_phases,
-                           capacity=not args.no_capacity, realtime=not args.no_realtime, progress=progress)
+                           capacity=not args.no_capacity, realtime=not args.no_realtime, slow_cpu=args.slow_cpu,
+                           progress=progress)
     print(f"wrote {args.out}/results.json, results.md, latency_cdf.png, penalty_vs_latency.png "
           f"({report['wall_s']:.0f} s)")
     return 0
@@ -399,7 +406,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_frame_bytes=args.max_frame_kb * 1024, max_upload_bytes=args.max_upload_mb << 20,
         max_upload_s=args.max_upload_s, stall_flush_s=args.stall_flush, max_batch=args.max_batch,
         max_delay_s=args.max_delay, cpu_threads=args.cpu_threads, workers=args.workers,
-        decode_ahead=args.decode_ahead,
+        decode_ahead=args.decode_ahead, stream_cpu=args.stream_cpu,
         idle_timeout_s=args.idle_timeout,
         max_backlog_s=args.max_backlog,
         api_key=args.api_key or os.environ.get("RTWHISPER_API_KEY") or None,

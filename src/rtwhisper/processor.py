@@ -146,6 +146,25 @@ natural" read " there" (0.31) then " for" (0.61) where the beam keeps "therefore
 "therefore" greedily). Costs 0.14 s of a 0.81 s closing decode there; an interim update keeps
 the stream's beam. Measured on the shared set: ``docs/streaming.md``."""
 
+CONTEXT_WORDS = 3
+"""Final words of the last utterance that the next one's windows hear again, as forced prefix,
+when it follows a short pause (``CONTEXT_PAUSE_S``).
+
+A window that starts in a pause hears its first word with nothing before it, and Whisper's
+reading of that word then hangs on where exactly the window starts and on the CPU's rounding:
+jfk's "ask not", 0.9 s after "my fellow Americans", read "is not" (probability 0.03-0.15) from
+half the starts in that pause on 2 AVX2 cores (int8 and float32 alike) and was made final by
+every path; on another CPU "is" scored just over a rule's bar. Started inside "my fellow
+Americans" with those words forced, the window reads "Ask" at 0.81-0.92 from every start and
+on both compute types: the words before the pause tell the decoder where it stands. Measured
+over three grid phases of the shared set (``base``, 0.5 s updates, 2 AVX2 cores): English WER the
+same (4.36 %), Korean CER 16.07 → 15.13 %."""
+
+CONTEXT_PAUSE_S = 2.0
+"""Silence after the last final word beyond which the next utterance starts afresh: a new
+window opens ``PREROLL_S`` before its speech, with the final text as prompt only (a longer
+pause is a new start, and the words before it say little about the first word after it)."""
+
 UpdateKind = Literal["update", "endpoint", "flush", "last"]
 
 
@@ -233,6 +252,7 @@ class RealtimeWhisperProcessor:
         if language is not None and (not isinstance(language, str) or not language.strip()):
             raise ConfigError(f"language must be a language code such as 'en' or 'ko', or None, got {language!r}")
         validate_language(language)
+        check_prompt(initial_prompt)
         validate_input_spec(sample_rate, channels, bytes_format)
         _check_seconds("endpoint_silence_s", endpoint_silence_s, 0.1, 10.0)
         _check_seconds("endpoint_max_silence_s", endpoint_max_silence_s, endpoint_silence_s, 30.0)
@@ -293,6 +313,7 @@ class RealtimeWhisperProcessor:
         self._segment_id = 0
         self._sequence = 0
         self._failed_updates = 0  # interim decodes in a row that failed Whisper's thresholds
+        self._step_now_s = self.config.chunk_duration  # the update step last asked for
         self._partial_text = ""
         self._utterance_has_text = False
         self._passed_over = False  # an interim hypothesis of this utterance was no evidence
@@ -455,12 +476,15 @@ class RealtimeWhisperProcessor:
 
     # -- the scheduler's interface --------------------------------------------------------
 
-    def next_request(self, *, ahead: bool = False, spare: bool = False) -> DecodeRequest | None:
+    def next_request(self, *, ahead: bool = False, spare: bool = False,
+                     pace_s: float | None = None) -> DecodeRequest | None:
         """The window due for recognition, as an engine request, or ``None`` if none is due.
 
-        ``spare``: the engine has a worker to spare (a scheduler with more workers than
-        streams says so); updates may then come every ``spare_chunk_duration`` of new audio
-        instead of every ``chunk_duration`` (:meth:`_step_s`).
+        ``spare``: the engine has a worker to spare for this stream (a scheduler says so from
+        its load and this stream's measured decodes); updates may then come every
+        ``spare_chunk_duration`` of new audio instead of every ``chunk_duration``.
+        ``pace_s``: the shortest step the engine can serve this stream at (its decodes'
+        measured cost and the engine's load): the step is never shorter (:meth:`_step_s`).
 
         One request is out at a time: until :meth:`apply` gets its hypothesis, this returns
         ``None`` — unless ``ahead``: a scheduler with an idle worker may then have the next
@@ -473,9 +497,10 @@ class RealtimeWhisperProcessor:
         if self._finished:
             return None
         if self._inflight:
-            return self._next_ahead(spare) if ahead else None
+            return self._next_ahead(spare, pace_s) if ahead else None
         horizon = self._horizon_s()
-        chunk = self._step_s(spare)
+        chunk = self._step_s(spare, pace_s)
+        self._step_now_s = chunk
         while True:
             endpoint = self._next_endpoint(horizon)
             next_grid = self._last_end_s + chunk
@@ -527,22 +552,23 @@ class RealtimeWhisperProcessor:
             horizon = min(horizon, self._endpointer.now_s + FRAME_S)
         return horizon
 
-    def _step_s(self, spare: bool) -> float:
+    def _step_s(self, spare: bool, pace_s: float | None = None) -> float:
         """New audio per update: ``chunk_duration``, or ``spare_chunk_duration`` (at most that)
-        while the engine has a worker to spare.
+        while the engine has a worker to spare; never less than ``pace_s``.
 
         A word waits for the update after it ends and, unless one hypothesis is sure of it,
         for the one after that: the step is most of the final latency a machine with time to
-        spare can take off. Under load every update costs a stream's share of the engine, and
-        the step goes back to ``chunk_duration`` (with 0.3 s updates two streams on 2 cores
-        had a worse p50 than with 0.5 s: the cores were saturated).
+        spare can take off. A step shorter than the engine can serve only queues updates: a
+        scheduler measures what each decode costs and paces the stream (``pace_s``), so a
+        slower CPU, or a busier one, gets longer steps instead of a growing lag.
         """
         chunk = self.config.chunk_duration
         if spare and self.spare_chunk_duration is not None:
-            return min(chunk, self.spare_chunk_duration)
-        return chunk
+            chunk = min(chunk, self.spare_chunk_duration)
+        # Paced no further than two steps in a window: each word is still heard twice.
+        return max(chunk, min(pace_s or 0.0, (self._max_window_s - self.config.overlap_duration) / 2))
 
-    def _next_ahead(self, spare: bool) -> DecodeRequest | None:
+    def _next_ahead(self, spare: bool, pace_s: float | None) -> DecodeRequest | None:
         """A plain update after the windows in flight, or ``None``.
 
         Only updates go ahead: an endpoint, a skipped pause or a stream's end waits for the
@@ -555,7 +581,7 @@ class RealtimeWhisperProcessor:
             return None
         last_end_s = self._inflight[-1].window.end_s
         window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=last_end_s, available_s=horizon,
-                                           final=False, step_s=self._step_s(spare))
+                                           final=False, step_s=self._step_s(spare, pace_s))
         if window is None or not self._has_new_speech(window.end_s) or any(
                 u.ended_s is not None and last_end_s < u.ended_s <= window.end_s
                 for u in self._endpointer.utterances):
@@ -647,13 +673,17 @@ class RealtimeWhisperProcessor:
         window can reach, which are final now, as the hypothesis before would have made them."""
         self._last_end_s = max(self._last_end_s, window.end_s)
         self._passed_over = True
-        events = self.take_events()
-        step = self._merger.commit_before(self._next_window_start_s(window))
+        self._finalize_before(self._next_window_start_s(window))
+        return self.take_events()
+
+    def _finalize_before(self, time_s: float) -> None:
+        """Make the pending words that end by ``time_s`` final (no window to come hears them)."""
+        step = self._merger.commit_before(time_s)
         if step.committed:
-            events.append(self._event(True, step.committed, self._covered_s, max(step.commit_s, self._covered_s)))
+            self._ready.append(self._event(True, step.committed, self._covered_s,
+                                           max(step.commit_s, self._covered_s)))
             self._covered_s = max(self._covered_s, step.commit_s)
             self._utterance_has_text = True
-        return events
 
     # -- decisions --------------------------------------------------------------------------
 
@@ -732,7 +762,9 @@ class RealtimeWhisperProcessor:
         self._last_end_s = until_s
         if not self._merger.pending:
             self._merger.advance(until_s - PREROLL_S)
-            self._anchor_s = max(self._anchor_s, until_s - PREROLL_S, 0.0)
+            if until_s - PREROLL_S - self._last_word_end_s() > CONTEXT_PAUSE_S:
+                # A long pause: the next utterance starts afresh (a short one keeps the last words).
+                self._anchor_s = max(self._anchor_s, until_s - PREROLL_S, 0.0)
 
     def _close_utterance(self, at_s: float, committed: tuple[Word, ...] = (), *,
                          always: bool = False) -> list[TranscriptEvent]:
@@ -750,24 +782,32 @@ class RealtimeWhisperProcessor:
                                       end_of_utterance=said))
         self._covered_s = max(self._covered_s, at_s)
         self._last_end_s = max(self._last_end_s, at_s)
-        self._anchor_s = max(self._anchor_s, self._after_utterance_s(at_s))
+        self._anchor_s = self._after_utterance_s(at_s)
         self._utterance_has_text = False
         self._passed_over = False
         self._redetect_language()
         return events
 
     def _after_utterance_s(self, end_s: float) -> float:
-        """Where the next utterance's windows start: in the pause, and never inside the last word
-        (a stream that stalled mid-speech goes on right after its last final word).
+        """Where the next utterance's windows start: at the last ``CONTEXT_WORDS`` final words, which
+        they hear again as forced prefix, while the pause after them is short (``CONTEXT_PAUSE_S``);
+        else in the pause, and never inside the last word (a stream that stalled mid-speech goes
+        on right after its last final word).
 
-        Measured: keeping the speech before a short pause inside the next windows (as forced
-        prefix) made the words after it worse, not better ("concerned. Differ's from", "What
-        you 're country" on the shared set): the decoder, forced through a finished sentence,
-        kept re-tokenizing its last word. A fresh window with the text as prompt does not.
+        (Forcing the whole finished sentence instead made the words after a pause worse — "concerned.
+        Differ's from": the decoder kept re-tokenizing its last word; forced through its last few
+        words, with the rest as prompt, it reads on.)
         """
-        last_word_end = self._last_word_end_s()
+        committed = self._merger.committed
+        # (A maximum window under ANCHOR_TRIM_S leaves no room for the words before the pause.)
+        if committed and end_s - committed[-1].end_s <= CONTEXT_PAUSE_S and self._max_window_s > ANCHOR_TRIM_S:
+            first = max(0, len(committed) - CONTEXT_WORDS)
+            start = committed[first].start_s
+            if first:  # between that word and the one before it
+                start = (committed[first - 1].end_s + start) / 2
+            return max(start, self._audio_start / SAMPLE_RATE)  # no further back than the audio kept
         # Silero opens speech up to ~0.2 s after a soft onset ("and…"): keep 0.3 s of the pause.
-        return min(end_s, max(end_s - min(0.3, self.endpoint_silence_s), last_word_end))
+        return min(end_s, max(end_s - min(0.3, self.endpoint_silence_s), self._last_word_end_s()))
 
     def _last_word_end_s(self) -> float:
         return self._merger.committed[-1].end_s if self._merger.committed else 0.0
@@ -775,11 +815,18 @@ class RealtimeWhisperProcessor:
     def _next_window_start_s(self, window: Window) -> float:
         """The earliest start the window after ``window`` may have (plus the overlap it hears again):
         words ending before it fall out of every later window."""
-        return window.end_s + self.config.chunk_duration + self.config.overlap_duration - self._max_window_s
+        step = max(self.config.chunk_duration, self._step_now_s)
+        return window.end_s + step + self.config.overlap_duration - self._max_window_s
 
     def _make_update(self, window: Window, kind: UpdateKind, *, paused: bool = False) -> _Update:
         # Whisper hears at most 30 s: a longer window would lose its end without a word.
         window = Window(max(window.start_s, window.end_s - self._max_window_s), window.end_s)
+        if window.start_s > self._anchor_s + 1e-9 and not self._inflight:
+            # Cut to the maximum length (a stream paced to longer steps than its own, or one that
+            # fell behind): pending words it no longer hears whole are final as last heard, not lost.
+            cut = [w.end_s for w in self._merger.pending if w.start_s < window.start_s + 1e-6]
+            if cut:
+                self._finalize_before(max(cut))
         first_sample = round(window.start_s * SAMPLE_RATE) - self._audio_start
         end_sample = round(window.end_s * SAMPLE_RATE) - self._audio_start
         audio = self._audio[max(first_sample, 0):end_sample]
@@ -796,6 +843,7 @@ class RealtimeWhisperProcessor:
             # (a source that went quiet) is one too: as far as anyone knows, speech stopped there.
             end_of_stream=kind != "update",
             paused=paused,
+            speech_end_s=None if kind == "update" else self._speech_end_in(window),
             max_new_tokens=None if kind != "update" else int(
                 (window.end_s - self._merger.commit_s) * MAX_TOKENS_PER_SECOND) + 8,
             thorough=kind != "update" or self._failed_updates > 0,
@@ -803,6 +851,19 @@ class RealtimeWhisperProcessor:
         update = _Update(window, kind, DecodeRequest(audio, options), len(self._merger.committed))
         self._inflight.append(update)
         return update
+
+    def _speech_end_in(self, window: Window) -> float | None:
+        """Where the window's speech ends by voice activity, from its first sample (``None``: no VAD,
+        or no speech in it)."""
+        if self._detector is None:
+            return None
+        pause_s = self._endpointer.pause_started_s  # the open utterance's speech stopped there
+        ends = [(u.end_s if u.end_s is not None else pause_s if pause_s is not None else window.end_s)
+                for u in self._endpointer.utterances if u.start_s < window.end_s]
+        if not ends:
+            return None
+        end = max(ends)
+        return max(0.0, min(end, window.end_s) - window.start_s)
 
     def _context(self, window_start_s: float) -> tuple[str | None, str | None]:
         """(prompt, prefix): final text before the window, and final text inside it."""
@@ -895,16 +956,17 @@ class RealtimeWhisperProcessor:
         """
         commit = self._merger.commit_s
         overlap = self.config.overlap_duration
-        next_end = window.end_s + self.config.chunk_duration
+        step = max(self.config.chunk_duration, self._step_now_s)
+        next_end = window.end_s + step
         if next_end - self._anchor_s <= ANCHOR_TRIM_S:
             return
         # A pause or phrase end that leaves the next window MIN_CONTEXT_S of audio: preferred.
         found = self._merger.boundary_s(self._anchor_s + overlap, min(commit - overlap, next_end - MIN_CONTEXT_S))
         if found is not None and found[1]:
             target = found[0]
-        elif next_end - self._anchor_s > self._max_window_s - self.config.chunk_duration:
+        elif next_end - self._anchor_s > self._max_window_s - step:
             # About to exceed the maximum: any word boundary that keeps the window within it.
-            required = next_end - self._max_window_s + self.config.chunk_duration
+            required = next_end - self._max_window_s + step
             found = self._merger.boundary_s(required, commit - overlap) or self._merger.boundary_s(required, commit)
             target = found[0] if found is not None else commit
         else:
@@ -967,6 +1029,23 @@ def _clamp(word: Word, window: Window) -> Word:
     start = min(max(word.start_s, window.start_s), window.end_s)
     end = min(max(word.end_s, start), window.end_s)
     return Word(word.text, start, end, word.probability)
+
+
+MAX_PROMPT_CHARS = 2000
+"""The longest ``initial_prompt`` accepted. Whisper reads at most the last 223 tokens of a prompt
+(about 1,000 characters of English), so more only costs: a 3.4 MB prompt was tokenized in full
+for every window (11-14 s of compute per 11 s of audio, 1 GB more memory on the server)."""
+
+
+def check_prompt(prompt: object) -> None:
+    """An initial prompt: ``None`` or a string of at most ``MAX_PROMPT_CHARS``; :class:`ConfigError` otherwise."""
+    if prompt is None:
+        return
+    if not isinstance(prompt, str):
+        raise ConfigError(f"initial_prompt must be a string, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ConfigError(f"initial_prompt is {len(prompt)} characters; at most {MAX_PROMPT_CHARS} are accepted "
+                          "(Whisper reads only the last 223 tokens of a prompt)")
 
 
 def _check_seconds(name: str, value: object, low: float, high: float) -> None:

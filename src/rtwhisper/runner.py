@@ -26,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from .engine.scheduler import Scheduler
+from .engine.scheduler import Scheduler, StreamHandle
 from .errors import RecognitionError
 from .events import TranscriptEvent
 from .processor import RealtimeWhisperProcessor
 from .sources.base import AudioSource
+
+LAG_REPORT_STEP_S = 1.0
+"""A lag worth reporting is reported again only once it has grown by this much more."""
 
 
 def stream(source: AudioSource, processor: RealtimeWhisperProcessor | None = None,
@@ -71,9 +74,8 @@ class ThreadedRunner:
         self.processor = processor
         self.max_lag_s = max_lag_s
         self.on_lag = on_lag
-        self.report_lag_over_s = (
-            report_lag_over_s if report_lag_over_s is not None else 2 * processor.config.chunk_duration
-        )
+        self.report_lag_over_s = report_lag_over_s
+        """Lag worth a report (``None``: beyond what the stream's pace makes normal, :meth:`_expected_lag_s`)."""
         self.workers = workers or int(getattr(processor.engine, "num_workers", 1) or 1)
         self.backpressure = backpressure
         self._queue: deque[np.ndarray] = deque()
@@ -137,6 +139,15 @@ class ThreadedRunner:
             self._closed, self._close_reason = True, reason
             self._lock.notify_all()
 
+    def _expected_lag_s(self, handle: StreamHandle) -> float:
+        """How far recognition trails capture when it keeps up: a step of audio waiting for its
+        update, the update's own step, and its decode (the scheduler's pace and measured decode;
+        nothing is reported before the first decode is measured: the model's first call is slow)."""
+        if handle.decode_s is None:
+            return float("inf")
+        step = max(self.processor.config.chunk_duration, handle.pace_s or 0.0)
+        return 2 * step + handle.decode_s
+
     def _unheard_s(self) -> float:
         """Audio handed to the scheduler that recognition has not heard yet."""
         return self.captured_s - self._queued_samples / 16000 - self._pending_silence / 16000 \
@@ -147,7 +158,7 @@ class ThreadedRunner:
         handle = scheduler.open(self.processor, self._on_events, self._on_close)
         thread = threading.Thread(target=self._capture, name="rtwhisper-capture", daemon=True)
         thread.start()
-        reported_drop = 0
+        reported_drop, reported_lag = 0, 0.0
         finishing = False
         try:
             while True:
@@ -183,10 +194,16 @@ class ThreadedRunner:
                     if self._close_reason is not None:
                         raise RecognitionError(f"the stream stopped: {self._close_reason}")
                     break
-                lagging = self.lag_s > self.report_lag_over_s or self._dropped_samples > reported_drop
-                if self.on_lag is not None and lagging and (blocks or silence):
-                    reported_drop = self._dropped_samples
-                    self.on_lag(LagReport(self.lag_s, self.dropped_s, self.captured_s))
+                # Reported once it passes what the stream's pace makes normal, and again each time it
+                # grows by LAG_REPORT_STEP_S more (or audio was dropped): not on every block.
+                lag = self.lag_s
+                over = self.report_lag_over_s if self.report_lag_over_s is not None else self._expected_lag_s(handle)
+                if lag <= over:
+                    reported_lag = 0.0
+                grown = lag > over and lag >= reported_lag + LAG_REPORT_STEP_S
+                if self.on_lag is not None and (grown or self._dropped_samples > reported_drop) and (blocks or silence):
+                    reported_drop, reported_lag = self._dropped_samples, lag
+                    self.on_lag(LagReport(lag, self.dropped_s, self.captured_s))
         finally:
             with self._lock:
                 self._stopping = True

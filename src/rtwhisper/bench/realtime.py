@@ -403,19 +403,41 @@ def batching_ratio(engine: Any, audio: np.ndarray, sizes: tuple[int, ...] = (1, 
 
 
 def realtime_section(folder: Path, entries: list[dict[str, Any]], models: Sequence[str], *, progress: Any,
-                     capacity: bool = True, batching_engine: Any = None) -> dict[str, Any]:
-    """Real server, real clients, real time on each of ``models``: one long stream, end of utterance, and capacity."""
-    from .simulate import load_audio
+                     capacity: bool = True, batching_engine: Any = None, slow: bool = False) -> dict[str, Any]:
+    """Real server, real clients, real time on each of ``models``: one long stream, end of utterance, and capacity.
 
+    ``slow``: the same runs again on this machine at half speed (:class:`~.slowdown.BusyCores`),
+    in ``"slow"``: one long stream, end of utterance and the capacity search per model.
+    """
+    from .simulate import load_audio
+    from .slowdown import BusyCores
+
+    out = _realtime_runs(folder, entries, models, progress=progress, capacity=capacity)
+    long = next((e for e in entries if e.get("long") and e["lang"] == "en" and "silence" not in e["path"]), None)
+    if batching_engine is not None and long is not None:
+        progress("batched against one-by-one decoding")
+        out["batching"] = batching_ratio(batching_engine, load_audio(folder / long["path"]))
+    if slow:
+        with BusyCores() as busy:
+            progress(f"the same at half speed: {busy.cores} busy process(es), one per core")
+            out["slow"] = _realtime_runs(folder, entries, models, progress=progress, capacity=capacity, pipe=False)
+            out["slow"]["busy_processes"] = busy.cores
+    return out
+
+
+def _realtime_runs(folder: Path, entries: list[dict[str, Any]], models: Sequence[str], *, progress: Any,
+                   capacity: bool, pipe: bool = True) -> dict[str, Any]:
+    """One long stream (and pipe mode), end of utterance, the capacity search and twice that load, per model."""
     long = next((e for e in entries if e.get("long") and e["lang"] == "en" and "silence" not in e["path"]), None)
     short = next((e for e in entries if e["path"].endswith("jfk.wav")), None)
-    out: dict[str, Any] = {"single": [], "end_of_utterance": [], "capacity": [], "pipe": []}
+    out: dict[str, Any] = {"single": [], "end_of_utterance": [], "capacity": [], "pipe": [], "overload": []}
     for model in models:
         if long is not None:
             progress(f"real time: {model} on {long['path']}")
             out["single"].append(realtime_run(model, folder / long["path"], long["text"], "en"))
-            progress(f"real time: {model} in pipe mode on {long['path']}")
-            out["pipe"].append(pipe_run(model, folder / long["path"], long["text"], "en"))
+            if pipe:
+                progress(f"real time: {model} in pipe mode on {long['path']}")
+                out["pipe"].append(pipe_run(model, folder / long["path"], long["text"], "en"))
         if short is not None:
             progress(f"real time: {model} end of utterance on {short['path']}")
             out["end_of_utterance"].append(end_of_utterance_run(model, folder / short["path"], short["text"], "en"))
@@ -429,9 +451,12 @@ def realtime_section(folder: Path, entries: list[dict[str, Any]], models: Sequen
                 p90 = run["final_latency_s"]["p90"]
                 if p90 is None or p90 > 2.0 or run["refused"]:
                     break
-    if batching_engine is not None and long is not None:
-        progress("batched against one-by-one decoding")
-        out["batching"] = batching_ratio(batching_engine, load_audio(folder / long["path"]))
+            # Twice the load it serves: latency must stay bounded, what cannot be served refused.
+            n = 2 * max(1, capacity_streams(out["capacity"], model))
+            progress(f"real time: {model} at twice its capacity, {n} stream(s)")
+            run = realtime_run(model, folder / long["path"], "", "en", streams=n, seconds=CAPACITY_SECONDS)
+            run.pop("per_stream", None)
+            out["overload"].append(run)
     for run in out["single"]:
         run.pop("per_stream", None)
     return out

@@ -81,14 +81,22 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def realtime_lines(rt: dict[str, Any]) -> list[str]:
-    """The real-time section (a real server, real clients) as Markdown lines."""
+    """The real-time section (a real server, real clients) as Markdown lines; the same again at half speed."""
+    lines = ["", "## Real time: a real `rtwhisper serve`, real clients at real-time pace", "",
+             "Measured as `../shared/MEASURING.md` says: 0.1 s frames on a drift-free clock, word end times "
+             "from an offline run, latency at the client.", "", *_realtime_tables(rt)]
+    slow = rt.get("slow")
+    if slow:
+        lines += ["", f"### The same machine at half speed ({slow.get('busy_processes')} busy process(es), one per "
+                  "core: `rtwhisper bench --slow-cpu`)", "", *_realtime_tables(slow)]
+    return lines
+
+
+def _realtime_tables(rt: dict[str, Any]) -> list[str]:
     from .realtime import capacity_streams
 
-    lines = ["", "## Real time: a real `rtwhisper serve`, real clients at real-time pace", "",
-              "Measured as `../shared/MEASURING.md` says: 0.1 s frames on a drift-free clock, word end times "
-              "from an offline run, latency at the client.", "",
-              ]
-    runs = rt.get("single", []) + rt.get("capacity", [])
+    lines: list[str] = []
+    runs = rt.get("single", []) + rt.get("capacity", []) + rt.get("overload", [])
     if runs:
         lines += ["| model | file | streams | WER % | final p50/p90/max s | partial p50 s | last final after audio s "
                   "| server CPU s |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -121,6 +129,10 @@ def realtime_lines(rt: dict[str, Any]) -> list[str]:
     for model in sorted({r["model"] for r in rt.get("capacity", [])}):
         lines.append(f"- Capacity, {model}: **{capacity_streams(rt['capacity'], model)}** real-time stream(s) "
                      "with pooled final-latency p90 ≤ 2 s (WER column: the worst stream)")
+    for run in rt.get("overload", []):
+        p90 = _fmt(run["final_latency_s"]["p90"])
+        lines.append(f"- Twice that, {run['model']} × {run['streams']}: final p90 {p90} s over the streams "
+                     f"served; {len(run['refused'])} refused or closed with a reason")
     for b in rt.get("batching", []):
         lines.append(f"- {b['windows']} windows in one batch: {b['batched_s']:.2f} s against "
                      f"{b['one_by_one_s']:.2f} s one by one (x{_fmt(b['ratio'])}); same words in "

@@ -549,14 +549,15 @@ def default_configs(available: Sequence[str], *, quick: bool = False) -> list[Be
 
 def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | None = None, device: str = "cpu",
                   compute_type: str = "auto", quick: bool = False, include_long: str = "main",
-                  grid_phases: int = 5, capacity: bool = True, realtime: bool = True,
+                  grid_phases: int = 5, capacity: bool = True, realtime: bool = True, slow_cpu: bool = False,
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every configuration over ``folder`` and write ``results.json``, ``results.md`` and plots to ``out``.
 
     ``include_long``: ``"all"`` runs long files for every configuration, ``"main"`` only for the
     first (the long files dominate the run time on a CPU), ``"none"`` never. ``grid_phases``:
     the first configuration's unaware runs (:data:`GRID_PHASE_S`), the accuracy figure with its
-    spread; the others run one.
+    spread; the others run one. ``slow_cpu``: the real-time runs again at half speed
+    (:class:`~rtwhisper.bench.slowdown.BusyCores`), reported beside the others.
     """
     import ctranslate2
 
@@ -587,7 +588,8 @@ def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | N
 
         chosen = models if configs_given else realtime_models(available)  # ``--model``: that one only
         report["realtime"] = realtime_section(folder, bench.entries, chosen, progress=bench.progress,
-                                              capacity=capacity, batching_engine=bench.engine(configs[0].model_name))
+                                              capacity=capacity, batching_engine=bench.engine(configs[0].model_name),
+                                              slow=slow_cpu)
     report["wall_s"] = time.perf_counter() - started
     from .report import write_report
 

@@ -361,7 +361,30 @@ class WhisperEngine:
         self._retry([it for it in items if not self._passes(it) and it.request.options.thorough], encoded,
                     max(FALLBACK_BEAM_SIZE, beam_size), 3)
         self._align(items, encoded)
+        self._hear_to_the_end([it for it in items if _stops_short(it)], encoded, beam_size)
         return [self._hypothesis(it) for it in items]
+
+    def _hear_to_the_end(self, short: list[_Item], encoded: Any, beam_size: int) -> None:
+        """Decode again the closing windows whose words stop before their speech does.
+
+        Forced through the whole final text instead of its tail (or, where that is all it was
+        forced through, greedily); the decode that reaches further into the speech is kept when
+        it passes Whisper's thresholds.
+        """
+        if not short:
+            return
+        kept = {id(it): (it.tokens, it.avg_logprob, it.no_speech_prob, it.alignment) for it in short}
+        whole = [it for it in short if it.forced != it.prefix]
+        greedy = [it for it in short if it.forced == it.prefix and beam_size > 1]
+        self._generate(whole, encoded, beam_size, "whole", blocked_ngrams=0)
+        self._generate(greedy, encoded, 1, "tail", blocked_ngrams=0)
+        self._align(whole + greedy, encoded)
+        for it in short:
+            tokens, avg_logprob, no_speech_prob, alignment = kept[id(it)]
+            before = _last_word_end_s(it.tokenizer, it.prefix, tokens or [], alignment)
+            if self._passes(it) and _last_word_end_s(it.tokenizer, it.prefix, it.tokens or [], it.alignment) > before:
+                continue
+            it.tokens, it.avg_logprob, it.no_speech_prob, it.alignment = tokens, avg_logprob, no_speech_prob, alignment
 
     def _retry(self, failed: list[_Item], encoded: Any, beam_size: int, blocked_ngrams: int) -> None:
         """Decode ``failed`` again without the prompt; keep whichever decode ranks higher by Whisper's rule."""
@@ -689,6 +712,27 @@ def _timed_words(tokenizer: Any, prefix: list[int], tokens: list[int], alignment
             continue  # incomplete bytes: half a character
         out.append(Word(text, e["start"], max(e["end"], e["start"]), e["probability"]))
     return tuple(out)
+
+
+SHORTFALL_S = 0.4
+"""Speech after a closing decode's last word beyond which the window is decoded again
+(``DecodeOptions.speech_end_s``)."""
+
+
+def _last_word_end_s(tokenizer: Any, prefix: list[int], tokens: list[int], alignment: Any) -> float:
+    """Where a decode's last new word ends in its window (0 with none)."""
+    if not tokens or alignment is None:
+        return 0.0
+    words = _timed_words(tokenizer, prefix, tokens, alignment)
+    return words[-1].end_s if words else 0.0
+
+
+def _stops_short(it: _Item) -> bool:
+    """Whether a decode's words end ``SHORTFALL_S`` or more before the speech of its window does."""
+    speech_end_s = it.request.options.speech_end_s
+    if speech_end_s is None or not it.tokens or it.alignment is None:
+        return False
+    return _last_word_end_s(it.tokenizer, it.prefix, it.tokens, it.alignment) < speech_end_s - SHORTFALL_S
 
 
 def _anomalous(words: Sequence[Word]) -> bool:

@@ -64,6 +64,13 @@ class DecodeOptions:
     sentence's end. Only there: padding every window 0.1 s into a pause wrote periods at comma
     pauses that the next window took back (final p90 1.57 s against 1.28-1.32 s on the long LJ
     file with 0.3 s spare updates)."""
+    speech_end_s: float | None = None
+    """Where voice activity says the window's speech ends, in seconds from its first sample (a
+    closing decode's; ``None``: not known). A decode whose words stop ``SHORTFALL_S`` or more
+    before it is decoded again another way, and the one that reaches further is kept: beam
+    search forced through a window's last final words sometimes ends the text early (jfk's
+    closing window, forced through "Ask what you", ended at "can do for" with beam 5, and
+    "your country." was never heard)."""
     detect_language: bool = False
     """Detect the window's language even though ``language`` is given (the hypothesis reports it
     in ``detected_language``): a stream that expects a language hears when it changes."""
@@ -179,7 +186,9 @@ def validate_options(options: DecodeOptions, *, multilingual: bool, model: str) 
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {options.task!r}")
     validate_language(options.language)
     if not multilingual and (options.language not in (None, "en") or options.task == "translate"):
+        # Named by its folder's last part only: a server's error must not show where its files are.
+        name = model.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
         raise ConfigError(
-            f"model {model!r} is English-only; it cannot "
+            f"model {name!r} is English-only; it cannot "
             f"{'translate' if options.task == 'translate' else f'transcribe language {options.language!r}'}. "
             "Use a multilingual model such as 'base'")

@@ -46,7 +46,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -86,6 +86,11 @@ class _Done(NamedTuple):
     ended_s: float
 
 
+def _mean(mean: float | None, value: float) -> float:
+    """The running mean (``PACE_WEIGHT``) with one more value."""
+    return value if mean is None else mean + PACE_WEIGHT * (value - mean)
+
+
 class Overloaded(RtWhisperError):
     """The engine has no room for another live stream now; the message says how full it is."""
 
@@ -103,7 +108,31 @@ class SchedulerStats:
     refused: int
     shed: int
     largest_batch: int
+    demand: float = 0.0
+    """Worker-seconds per second the live streams' updates need at their own steps (measured):
+    over ``workers × TARGET_BUSY`` their steps widen (:meth:`Scheduler._pace`)."""
 
+
+PACE_WEIGHT = 0.3
+"""Weight of the newest decode in a stream's running means of decode time and work (an
+exponentially weighted mean: a few updates follow a change of load, one slow decode does not)."""
+
+TARGET_BUSY = 0.8
+"""Share of the workers' time the streams' updates may take before their steps widen.
+
+A queue's wait grows without bound as its load nears 1 (an M/D/1 queue waits 2 service times
+at 0.8, 4.5 at 0.9); below it a due window finds a free worker almost at once."""
+
+STREAM_CPU = 1.0
+"""Cores one stream's updates may use on average on a CPU (``Scheduler(stream_cpu=…)``,
+``rtwhisper serve --stream-cpu``; ``None``: no bound)."""
+
+MAX_PACE_S = 1.0
+"""The longest update step load may widen a stream's to. A word waits for the update after it and,
+unless one hypothesis is sure of it, the one after that, plus the decode and its wait for a
+worker: four real-time ``base`` streams on 2 AVX2 cores, paced to about 1.15 s, read final p90
+5.8 s (max 12.5 s); at 1 s the streams admitted keep p90 near 4 s. A stream that would need
+longer steps is not admitted."""
 
 PROGRESS_EVERY_S = 0.5
 """How often a stream that only skips silence reports how far it has heard (an empty delivery)."""
@@ -122,6 +151,9 @@ class StreamHandle:
     _inbox: deque[np.ndarray] = field(default_factory=deque)
     _inbox_s: float = 0.0
     _flush: bool = False
+    _flushes_asked: int = 0
+    flushes_done: int = 0
+    """Calls of :meth:`flush` carried out so far (several asked while one waited count as done together)."""
     _finish: bool = False
     _closed: bool = False
     _due: _Ticket | None = None  # a request waiting for a worker
@@ -131,6 +163,13 @@ class StreamHandle:
     """Audio handed to :meth:`feed`, in seconds (at the processor's input rate)."""
     compute_s: float = 0.0
     """This stream's share of engine time so far."""
+    decode_s: float | None = None
+    """Running mean of how long this stream's engine calls took (``None`` before the first)."""
+    work_s: float | None = None
+    """Running mean of this stream's share of a worker's time per update (a batch's time shared
+    out by audio): what one more update of the stream costs the engine."""
+    pace_s: float | None = None
+    """The step the scheduler last paced the stream's updates at (``None``: the processor's own)."""
 
     def feed(self, samples: np.ndarray) -> None:
         """Queue audio for the stream (already validated: float32 mono at the processor's rate)."""
@@ -142,9 +181,11 @@ class StreamHandle:
             self._scheduler._cond.notify()
 
     def flush(self) -> None:
-        """Make what has been heard final (the client went quiet); events follow through ``on_events``."""
+        """Make what has been heard final (the client went quiet); events follow through ``on_events``,
+        delivered even when empty, with :attr:`flushes_done` counting this flush by then."""
         with self._scheduler._cond:
             self._flush = True
+            self._flushes_asked += 1
             self._scheduler._cond.notify()
 
     def finish(self) -> None:
@@ -193,7 +234,8 @@ class Scheduler:
 
     def __init__(self, engine: Engine, *, max_batch: int = 8, batch_wait_s: float = 0.02, max_delay_s: float = 1.0,
                  max_lag_s: float = 10.0, max_streams: int = 64, load_window_s: float = 10.0, workers: int = 1,
-                 decode_ahead: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
+                 decode_ahead: bool = True, stream_cpu: float | None = STREAM_CPU,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if workers < 1:
@@ -206,6 +248,7 @@ class Scheduler:
         self.max_streams = max_streams
         self.load_window_s = load_window_s
         self.decode_ahead = decode_ahead
+        self.stream_cpu = stream_cpu
         self.clock = clock
         self._cond = threading.Condition()
         self._streams: dict[int, StreamHandle] = {}
@@ -239,6 +282,17 @@ class Scheduler:
             if n >= self.max_streams:
                 self._refused += 1
                 raise Overloaded(f"{n} live streams, the limit of this server")
+            costs = [h.work_s / h.processor.config.chunk_duration for h in self._streams.values()
+                     if h.work_s is not None]
+            if costs:
+                # One more stream like those measured, at the processor's own step: the steps it
+                # would take everyone to (MAX_PACE_S at most) before the engine keeps up.
+                needed = processor.config.chunk_duration * self._load_factor(sum(costs) / len(costs))
+                if needed > MAX_PACE_S:
+                    self._refused += 1
+                    raise Overloaded(f"the recogniser is full: {n} live stream(s) use {self._demand():.2f} worker-"
+                                     f"seconds a second of {self.workers} worker(s); one more would need updates "
+                                     f"every {needed:.1f} s, over the {MAX_PACE_S:g} s this server allows")
             delay = self._delay()
             if n and delay > self.max_delay_s:
                 self._refused += 1
@@ -252,8 +306,7 @@ class Scheduler:
     def stats(self) -> SchedulerStats:
         with self._cond:
             return SchedulerStats(len(self._streams), self._load(), self._delay(), self._batches, self._windows,
-                                  self._busy_total,
-                                  self._refused, self._shed, self._largest)
+                                  self._busy_total, self._refused, self._shed, self._largest, self._demand())
 
     def load(self) -> float:
         """Fraction of the last ``load_window_s`` the engine was busy."""
@@ -325,6 +378,7 @@ class Scheduler:
             blocks = list(handle._inbox)
             handle._inbox.clear()
             flush, finish, handle._flush = handle._flush, handle._finish, False
+            flushes_asked = handle._flushes_asked
             if handle._closed:
                 return
         proc = handle.processor
@@ -337,8 +391,10 @@ class Scheduler:
                     self._drop(handle, reason=None, notify=True)
                     return
                 if flush:  # delivered even when empty: the front end learns the flush is done
-                    self._deliver(handle, self._timed(handle, proc.flush), progress=True)
-                request = proc.next_request(spare=self._spare())
+                    events = self._timed(handle, proc.flush)
+                    handle.flushes_done = flushes_asked
+                    self._deliver(handle, events, progress=True)
+                request = proc.next_request(**self._pace(handle))
                 if request is not None:
                     handle._due = _Ticket(request, self.clock())
                 events = proc.take_events()
@@ -353,13 +409,50 @@ class Scheduler:
         except Exception as exc:  # one stream's failure must not stop the others
             self._fail(handle, exc)
 
-    def _spare(self) -> bool:
-        """Whether the engine has a worker to spare: more workers than streams (with
-        ``decode_ahead``). A stream's updates may then come sooner
-        (``RealtimeWhisperProcessor.spare_chunk_duration``); with a worker per stream or
-        fewer, each keeps its ``chunk_duration``."""
+    def _pace(self, handle: StreamHandle) -> dict[str, Any]:
+        """How often the stream's updates may come, from what its decodes cost and the engine's load.
+
+        Three floors on the step, each from a measured running mean (none before the first decode):
+
+        * **load**: the steps all streams would need for their updates to fill at most
+          ``TARGET_BUSY`` of the workers (:meth:`_load_factor`) — under load every stream's
+          updates come less often, before windows wait for a worker;
+        * **the stream's CPU**: on a CPU, one stream's updates use at most ``stream_cpu``
+          cores on average (its work per update × threads ÷ step), so a slower CPU gets longer
+          steps rather than a stream that burns every core (0.3 s steps on 2 AVX2 cores, where
+          a ``base`` update costs 0.46 s of a core, used 1.8 cores for no lower latency);
+        * **its own decode**: with no worker to decode ahead on, an update slower than its step
+          lengthens the step instead of queueing behind itself.
+
+        ``spare``: the engine has a worker to spare (more workers than streams, with
+        ``decode_ahead``) and the CPU budget allows the ``spare_chunk_duration`` step.
+        Capped at ``MAX_PACE_S``.
+        """
+        proc = handle.processor
         with self._cond:
-            return self.decode_ahead and len(self._streams) < self.workers
+            ahead = self.decode_ahead and len(self._streams) < self.workers
+            factor = self._load_factor()
+        floors = [proc.config.chunk_duration * factor if factor > 1.0 else 0.0]
+        threads = getattr(self.engine, "cpu_threads", 0) or 0
+        if handle.work_s is not None and threads and self.stream_cpu:
+            floors.append(handle.work_s * threads / self.stream_cpu)
+        if handle.decode_s is not None and not ahead:
+            floors.append(handle.decode_s)
+        floor = max(floors)
+        spare = ahead and (proc.spare_chunk_duration is None or floor <= proc.spare_chunk_duration)
+        pace = min(MAX_PACE_S, floor) if floor > 0 else None
+        handle.pace_s = pace
+        return {"spare": spare, "pace_s": pace}
+
+    def _demand(self, extra_s: float = 0.0) -> float:
+        """Worker-seconds per second the live streams' updates need at their own steps (plus ``extra_s``)."""
+        return extra_s + sum(h.work_s / h.processor.config.chunk_duration
+                             for h in self._streams.values() if h.work_s is not None)
+
+    def _load_factor(self, extra_s: float = 0.0) -> float:
+        """How much longer than their own the streams' steps must be for the engine to keep up:
+        demand over ``TARGET_BUSY`` of the workers (1 or less: it keeps up as they are)."""
+        return self._demand(extra_s) / (self.workers * TARGET_BUSY)
 
     def _go_ahead(self, streams: list[StreamHandle]) -> None:
         """Give workers that no stream can need the next update of streams already on the engine.
@@ -378,7 +471,7 @@ class Scheduler:
                             and not (h._flush or h._finish)), key=lambda h: h._sent[0].due_since)
         for handle in ready[:spare]:
             try:
-                request = handle.processor.next_request(ahead=True, spare=self._spare())
+                request = handle.processor.next_request(ahead=True, **self._pace(handle))
             except Exception as exc:
                 self._fail(handle, exc)
                 continue
@@ -474,7 +567,10 @@ class Scheduler:
                 ticket.hypothesis = hypothesis
                 self._delays.append((ended, max(0.0, started - ticket.due_since)))
         for handle, ticket in zip(batch, tickets, strict=True):
-            handle.compute_s += (ended - started) * ticket.request.duration_s / total
+            share = (ended - started) * ticket.request.duration_s / total
+            handle.compute_s += share
+            handle.decode_s = _mean(handle.decode_s, ended - started)
+            handle.work_s = _mean(handle.work_s, share)
             while handle._sent and handle._sent[0].hypothesis is not None and not handle._closed:
                 answer = handle._sent.popleft().hypothesis
                 assert answer is not None

@@ -57,7 +57,7 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
                     "(tiny.en for English)", config.resolved_model_name, layout.update_s, REAL_TIME_UPDATE_S)
     scheduler = Scheduler(engine, max_batch=config.max_batch, batch_wait_s=config.batch_wait_s,
                           max_delay_s=config.max_delay_s, max_streams=config.max_connections,
-                          workers=workers, decode_ahead=config.decode_ahead)
+                          workers=workers, decode_ahead=config.decode_ahead, stream_cpu=config.stream_cpu)
     state = ServerState(config, engine, scheduler, upload_slots=asyncio.Semaphore(config.max_concurrent_uploads),
                         cpu_layout=layout)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engine.scheduler import STREAM_CPU
 from ..errors import ConfigError
 from ..presets import get_preset
 
@@ -49,6 +50,9 @@ class ServerConfig:
     decode_ahead: bool = True
     """A worker that no stream can need (fewer streams than workers) decodes a stream's next
     update while its previous one still runs (:class:`~rtwhisper.engine.scheduler.Scheduler`)."""
+    stream_cpu: float | None = STREAM_CPU
+    """Cores one stream's updates may use on average on a CPU (``None``: no bound): a CPU
+    where updates cost more gets longer update steps (:class:`~rtwhisper.engine.scheduler.Scheduler`)."""
     batch_wait_s: float = 0.02
     """How long a due window may wait for others to share its batch."""
     max_delay_s: float = 1.0
@@ -68,6 +72,9 @@ class ServerConfig:
             raise ConfigError(f"workers must be 0 (2 on a CPU, 1 on a GPU) or a positive integer, got {self.workers!r}")
         if not isinstance(self.decode_ahead, bool):
             raise ConfigError(f"decode_ahead must be true or false, got {self.decode_ahead!r}")
+        if self.stream_cpu is not None and (isinstance(self.stream_cpu, bool) or not isinstance(
+                self.stream_cpu, (int, float)) or not 0.1 <= self.stream_cpu <= 64):
+            raise ConfigError(f"stream_cpu must be cores from 0.1 to 64, or None (no bound), got {self.stream_cpu!r}")
         for name in ("max_connections", "max_frame_bytes", "max_upload_bytes", "max_concurrent_uploads",
                      "max_batch"):
             value = getattr(self, name)

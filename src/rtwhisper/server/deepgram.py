@@ -37,12 +37,46 @@ from ..engine import validate_language
 from ..errors import ConfigError
 from ..events import TranscriptEvent
 from ..merger import normalize_word
-from .protocol import Action, Flush, Message, SessionState, StreamConfig, StreamSession, json_object
+from .protocol import Action, Message, SessionState, StreamConfig, StreamSession, json_object
 
 ENCODINGS = {"linear16": "s16le", "linear32f": "f32le"}
 """Raw PCM encodings accepted (Deepgram's ``linear16``; ``linear32f`` for float32 clients)."""
 
 TRUE = ("true", "1", "yes")
+FALSE = ("false", "0", "no")
+
+
+MAX_DIGITS = 6
+"""Digits a number in the query string may have (a sample rate, milliseconds): more is no setting."""
+
+
+def _whole_number(value: str | None) -> int | None:
+    """A query value of ASCII digits (at most ``MAX_DIGITS``) as an int, else ``None``.
+
+    ``str.isdigit`` also passes "²" and Arabic-Indic digits, which ``int`` then refuses or reads,
+    and ``int`` refuses a 4,300-digit string: each ended the stream with a traceback, not an error.
+    """
+    if value is None or not value.isascii() or not value.isdigit() or len(value) > MAX_DIGITS:
+        return None
+    return int(value)
+
+
+def _boolean(params: dict[str, str], name: str, default: bool) -> bool:
+    """A true/false query parameter; anything else is a :class:`ConfigError` (``maybe`` is not false)."""
+    value = params.pop(name, None)
+    if value is None:
+        return default
+    if value.lower() in TRUE:
+        return True
+    if value.lower() in FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value[:40]!r}")
+
+
+def _shown(query: str, name: str) -> str:
+    """A parameter's value as the client sent it, cut short for an error message."""
+    value = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}.get(name)
+    return "nothing" if value is None else repr(value[:40] + ("…" if len(value) > 40 else ""))
 
 
 @dataclass
@@ -68,37 +102,41 @@ class DeepgramOptions:
                 f"encoding must be one of {', '.join(ENCODINGS)} (raw PCM), got {encoding!r}; "
                 "send containerized audio (wav, mp3, opus…) to POST /v1/audio/transcriptions instead")
         config.format = ENCODINGS[encoding]
-        rate = params.pop("sample_rate", None)
-        if rate is None or not rate.isdigit() or int(rate) not in ACCEPTED_SAMPLE_RATES:
+        rate = _whole_number(params.pop("sample_rate", None))
+        if rate not in ACCEPTED_SAMPLE_RATES:
             raise ConfigError(f"sample_rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))}, "
-                              f"got {rate!r}")
-        config.sample_rate = int(rate)
-        channels = params.pop("channels", "1")
-        if not channels.isdigit() or not 1 <= int(channels) <= 8:
-            raise ConfigError(f"channels must be 1 to 8 (they are mixed into one stream), got {channels!r}")
-        config.channels = int(channels)
+                              f"got {_shown(query, 'sample_rate')}")
+        config.sample_rate = rate
+        channels = _whole_number(params.pop("channels", "1"))
+        if channels is None or not 1 <= channels <= 8:
+            raise ConfigError(f"channels must be 1 to 8 (they are mixed into one stream), got "
+                              f"{_shown(query, 'channels')}")
+        config.channels = channels
         language = params.pop("language", None)
         if language and language != "multi":
             code = language.split("-")[0].lower()
             validate_language(code)
             config.language = code
-        options.interim_results = params.pop("interim_results", "false").lower() in TRUE
+        options.interim_results = _boolean(params, "interim_results", False)
         config.partials = options.interim_results
-        options.punctuate = params.pop("punctuate", "true").lower() in TRUE
-        options.vad_events = params.pop("vad_events", "false").lower() in TRUE
+        options.punctuate = _boolean(params, "punctuate", True)
+        options.vad_events = _boolean(params, "vad_events", False)
         endpointing = params.pop("endpointing", None)
         if endpointing is not None:
+            milliseconds = _whole_number(endpointing)
             if endpointing.lower() == "false":
                 config.endpoint_silence_s = 10.0  # the longest pause the processor accepts
-            elif endpointing.isdigit():
-                config.endpoint_silence_s = min(max(int(endpointing) / 1000, 0.1), 10.0)
+            elif milliseconds is not None:
+                config.endpoint_silence_s = min(max(milliseconds / 1000, 0.1), 10.0)
             else:
-                raise ConfigError(f"endpointing must be milliseconds or false, got {endpointing!r}")
+                raise ConfigError(f"endpointing must be milliseconds or false, "
+                                  f"got {_shown(query, 'endpointing')}")
         utterance_end = params.pop("utterance_end_ms", None)
         if utterance_end is not None:
-            if not utterance_end.isdigit():
-                raise ConfigError(f"utterance_end_ms must be milliseconds, got {utterance_end!r}")
-            options.utterance_end_ms = int(utterance_end)
+            milliseconds = _whole_number(utterance_end)
+            if milliseconds is None:
+                raise ConfigError(f"utterance_end_ms must be milliseconds, got {_shown(query, 'utterance_end_ms')}")
+            options.utterance_end_ms = milliseconds
         params.pop("api_key", None)
         options.ignored = sorted(params)
         return options, config
@@ -136,7 +174,7 @@ class DeepgramSession(StreamSession):
             if self._opened and self.state is SessionState.STREAMING:
                 self._from_finalize = True
                 self._flushed = True
-                return [Flush()]
+                return [self._flush()]
             return []
         if kind == "CloseStream":
             return self._end()

@@ -33,10 +33,19 @@ from ..audio import ACCEPTED_SAMPLE_RATES
 from ..engine import validate_language
 from ..errors import ConfigError
 from ..events import TranscriptEvent, join_words
-from .protocol import Action, Flush, Message, Send, SessionState, StreamConfig, StreamSession, json_object
+from ..processor import check_prompt
+from .protocol import Action, Message, Send, SessionState, StreamConfig, StreamSession, json_object
 
 DEFAULT_RATE = 24000
 """The API's ``audio/pcm`` rate."""
+
+
+def _object(parent: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``parent[key]`` if it is an object, ``{}`` where it is missing or null, ``None`` for anything else."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else None
 
 
 def _new_id(prefix: str) -> str:
@@ -59,7 +68,8 @@ class RealtimeSession(StreamSession):
     _item_start_s: float = 0.0
     _committing: bool = False  # a commit's flush is on its way
     _clearing: bool = False  # a clear's flush is on its way: its finals are dropped
-    _commit_at_s: float = 0.0  # audio received when the client committed
+    _client_event_id: str | None = None  # the client event being handled, for its error
+    _commit_flush: int = 0  # the flush (``flushes_sent``) whose completion ends the committed item
 
     @classmethod
     def from_query(cls, query: str, **kwargs: Any) -> RealtimeSession:
@@ -81,9 +91,15 @@ class RealtimeSession(StreamSession):
         if message is None:
             return self._bad("invalid_json", "client events are JSON objects with a \"type\"")
         kind = message.get("type")
+        event_id = message.get("event_id")
+        self._client_event_id = event_id if isinstance(event_id, str) else None  # errors name the event
         if kind == "input_audio_buffer.append":
+            data = message.get("audio")
+            if not isinstance(data, str) or not data:
+                return self._bad("invalid_value", "input_audio_buffer.append needs \"audio\": a non-empty base64 "
+                                                  f"string of PCM16, got {type(data).__name__}")
             try:
-                audio = base64.b64decode(str(message.get("audio", "")), validate=True)
+                audio = base64.b64decode(data, validate=True)
             except (binascii.Error, ValueError):
                 return self._bad("invalid_value", "input_audio_buffer.append needs \"audio\": base64 PCM16")
             return self.receive_bytes(audio, now) if audio else []
@@ -93,15 +109,16 @@ class RealtimeSession(StreamSession):
             if not self._opened or self.state is not SessionState.STREAMING:
                 return self._bad("input_audio_buffer_commit_empty", "nothing to commit: append audio first")
             self._committing = True
-            self._commit_at_s = self.received_s
             self._flushed = True
-            return [Flush()]
+            flush = self._flush()
+            self._commit_flush = self.flushes_sent  # the item ends once this flush is carried out
+            return [flush]
         if kind == "input_audio_buffer.clear":
             self._item_text = []
             if self._opened and self.state is SessionState.STREAMING:
                 self._clearing = True
                 self._flushed = True
-                return [Flush(), self._send_event("input_audio_buffer.cleared")]
+                return [self._flush(), self._send_event("input_audio_buffer.cleared")]
             return [self._send_event("input_audio_buffer.cleared")]
         return self._bad("invalid_request_error", f"unknown or unsupported event type {kind!r}; accepted: "
                                                   "session.update, input_audio_buffer.append, "
@@ -113,27 +130,41 @@ class RealtimeSession(StreamSession):
                                                       "the model settings of a running stream cannot change")
         if not isinstance(session, dict) or session.get("type", "transcription") != "transcription":
             return self._bad("invalid_request_error", "session must be {\"type\": \"transcription\", ...}")
-        audio_input = (session.get("audio") or {}).get("input") or {}
+        audio = _object(session, "audio")
+        audio_input = _object(audio, "input") if isinstance(audio, dict) else None
+        fmt = _object(audio_input, "format") if isinstance(audio_input, dict) else None
+        transcription = _object(audio_input, "transcription") if isinstance(audio_input, dict) else None
+        for name, value in (("session.audio", audio), ("session.audio.input", audio_input),
+                            ("session.audio.input.format", fmt),
+                            ("session.audio.input.transcription", transcription)):
+            if value is None:
+                return self._bad("invalid_type", f"{name} must be an object, as in the API reference")
+        assert isinstance(audio_input, dict) and isinstance(fmt, dict) and isinstance(transcription, dict)
         config = StreamConfig(format="s16le", sample_rate=self.config.sample_rate, partials=False)
-        fmt = audio_input.get("format") or {}
         if fmt:
             if fmt.get("type") != "audio/pcm":
                 return self._bad("invalid_value", f"audio format {fmt.get('type')!r} is not supported; use audio/pcm")
             rate = fmt.get("rate", DEFAULT_RATE)
-            if rate not in ACCEPTED_SAMPLE_RATES:
+            if isinstance(rate, bool) or rate not in ACCEPTED_SAMPLE_RATES:
                 return self._bad("invalid_value", f"rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))}")
             config.sample_rate = int(rate)
-        transcription = audio_input.get("transcription") or {}
-        language = transcription.get("language")
+        language, prompt, model = (transcription.get(k) for k in ("language", "prompt", "model"))
+        for name, value in (("language", language), ("prompt", prompt), ("model", model)):
+            if value is not None and not isinstance(value, str):
+                return self._bad("invalid_type", f"transcription.{name} must be a string, got {type(value).__name__}")
         try:
             validate_language(language or None)
+            check_prompt(prompt)
         except ConfigError as exc:
             return self._bad("invalid_value", str(exc))
         config.language = language or None
-        config.initial_prompt = transcription.get("prompt") or None
-        self.transcription_model = str(transcription.get("model") or self.transcription_model)
+        config.initial_prompt = prompt or None
+        self.transcription_model = model or self.transcription_model
         if "turn_detection" in audio_input:
             turn = audio_input["turn_detection"]
+            if turn is not None and not isinstance(turn, dict):
+                return self._bad("invalid_type", "turn_detection must be an object such as "
+                                                 "{\"type\": \"server_vad\"}, or null")
             self.server_vad = turn is not None
             if turn is not None:
                 if turn.get("type", "server_vad") != "server_vad":
@@ -169,7 +200,7 @@ class RealtimeSession(StreamSession):
     def _error(self, code: str, message: str) -> Message:
         kind = "invalid_request_error" if code not in ("overloaded", "internal") else "server_error"
         return self._event("error", error={"type": kind, "code": code, "message": " ".join(message.split()),
-                                           "param": None, "event_id": None})
+                                           "param": None, "event_id": self._client_event_id})
 
     def _ready(self, info: dict[str, Any]) -> Message:
         return {}  # never sent: session.updated answered the update
@@ -180,10 +211,14 @@ class RealtimeSession(StreamSession):
     def _done(self, audio_s: float) -> list[Message]:
         return []  # the API has no end-of-stream event: the client closes
 
-    def recognised(self, events: list[TranscriptEvent], recognised_s: float) -> list[Action]:
-        actions = super().recognised(events, recognised_s)
-        if self._committing and recognised_s >= self._commit_at_s - 1e-6 and self.state is not SessionState.CLOSED:
-            # The commit's flush is done and said nothing more: the item ends with what it has.
+    def recognised(self, events: list[TranscriptEvent], recognised_s: float,
+                   flushes_done: int | None = None) -> list[Action]:
+        actions = super().recognised(events, recognised_s, flushes_done)
+        if self._committing and self.flushes_done >= self._commit_flush and self.state is not SessionState.CLOSED:
+            # The commit's flush is carried out, its last finals (in ``events``) sent as deltas:
+            # the item ends with everything appended before the commit. (Ending it once the
+            # recognised audio reached the commit point ended it at the first update that got
+            # there, before the flush's own words, or never, where a resampler held samples back.)
             actions += [Send(m) for m in self._complete(None)]
         return actions
 
@@ -210,8 +245,8 @@ class RealtimeSession(StreamSession):
                 self._item_text.append(text)
                 out.append(self._event("conversation.item.input_audio_transcription.delta", item_id=self._item,
                                        content_index=0, delta=delta))
-            if event.end_of_utterance and (self.server_vad or self._committing):
-                out += self._complete(event)
+            if event.end_of_utterance and self.server_vad and not self._committing:
+                out += self._complete(event)  # a committed item ends with its flush, in recognised()
         return out
 
     def _complete(self, event: TranscriptEvent | None) -> list[Message]:

@@ -42,6 +42,7 @@ from ..engine import TASKS
 from ..errors import AudioFormatError, ConfigError
 from ..events import TranscriptEvent
 from ..presets import PRESETS
+from ..processor import check_prompt
 
 Message = dict[str, Any]
 
@@ -187,8 +188,7 @@ class StreamConfig:
                 f"sample_rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))} Hz, got {rate!r}")
         config.sample_rate = int(rate)
         prompt = message.get("initial_prompt")
-        if prompt is not None and not isinstance(prompt, str):
-            raise ConfigError(f"initial_prompt must be a string, got {prompt!r}")
+        check_prompt(prompt)
         config.initial_prompt = prompt
         for name in ("chunk_duration", "overlap_duration", "endpoint_silence_s", "endpoint_max_silence_s",
                      "commit_probability", "commit_margin_s", "agreement_span_s", "agreement_margin_s",
@@ -263,6 +263,10 @@ class StreamSession:
     _bad_in_a_row: int = 0
     _lag_reported_s: float = 0.0
     _now: float = 0.0
+    flushes_sent: int = 0
+    """:class:`Flush` actions this session has returned."""
+    flushes_done: int = 0
+    """Of those, how many the recogniser has carried out (reported with its events)."""
 
     # -- inputs from the client -------------------------------------------------------------------
 
@@ -344,7 +348,7 @@ class StreamSession:
                     *self._close(CLOSE_GOING_AWAY, "idle timeout")]
         if not self._flushed and self._opened and since >= self.limits.stall_flush_s - 1e-6:
             self._flushed = True  # once per stall: the last words become final without waiting
-            return [Flush()]
+            return [self._flush()]
         return []
 
     def next_deadline(self) -> float | None:
@@ -383,9 +387,13 @@ class StreamSession:
             return [Send(self._error(code, reason)), *self._close(CLOSE_POLICY, "bad configuration")]
         return [Send(self._error(code, reason))]
 
-    def recognised(self, events: list[TranscriptEvent], recognised_s: float) -> list[Action]:
-        """Events from the recogniser; ``recognised_s``: how much audio it has dealt with."""
+    def recognised(self, events: list[TranscriptEvent], recognised_s: float,
+                   flushes_done: int | None = None) -> list[Action]:
+        """Events from the recogniser; ``recognised_s``: how much audio it has dealt with;
+        ``flushes_done``: how many of this session's flushes it has carried out (with these events)."""
         self.recognised_s = max(self.recognised_s, recognised_s)
+        if flushes_done is not None:
+            self.flushes_done = max(self.flushes_done, flushes_done)
         if self.state is SessionState.CLOSED:
             return []
         actions: list[Action] = [Send(m) for m in self._transcripts(events)]
@@ -414,6 +422,11 @@ class StreamSession:
             return []
         self._opening = False
         return [Open(self.config.preset, self.config.overrides())]
+
+    def _flush(self) -> Flush:
+        """A flush, counted: the recogniser's events say when it has been carried out."""
+        self.flushes_sent += 1
+        return Flush()
 
     def _end(self) -> list[Action]:
         if self.state in (SessionState.ENDING, SessionState.CLOSED):

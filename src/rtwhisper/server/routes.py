@@ -84,7 +84,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "status": "ok", "version": __version__, "model": config.resolved_model_name,
             "device": state.engine.device, "compute_type": state.engine.compute_type,
             "cuda_fallback": state.engine.fallback_reason, "workers": state.scheduler.workers,
-            "decode_ahead": state.scheduler.decode_ahead,
+            "decode_ahead": state.scheduler.decode_ahead, "stream_cpu": state.scheduler.stream_cpu,
             "cpu_threads": state.engine.cpu_threads,
             "cpu_layout": None if state.cpu_layout is None else {
                 "source": state.cpu_layout.source,
@@ -94,6 +94,7 @@ def add_routes(app: FastAPI, state: ServerState) -> None:
             "multilingual": state.engine.multilingual, "preset": config.preset,
             "connections": state.connections, "max_connections": config.max_connections,
             "streams": stats.streams, "load": round(stats.load, 3), "delay_s": round(stats.delay_s, 3),
+            "demand": round(stats.demand, 3),
             "api_key_required": config.api_key is not None,
         }
 

@@ -36,7 +36,6 @@ from .protocol import (
     SessionLimits,
     SessionState,
     StreamSession,
-    error_message,
 )
 from .state import ServerState
 
@@ -77,7 +76,8 @@ async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str =
     if state.connections >= config.max_connections:
         state.refused += 1
         state.metrics.refusals.labels("server_full").inc()
-        await websocket.send_text(json.dumps(error_message(
+        # In the client's protocol's shape (Deepgram's Error, OpenAI's error event, or the native one).
+        await websocket.send_text(json.dumps(session._error(
             "server_full", f"the server is at its limit of {config.max_connections} streams; try again later")))
         await websocket.close(code=CLOSE_TRY_AGAIN, reason="server full")
         return
@@ -100,7 +100,7 @@ class StreamDriver:
         self.id = next(_ids)
         self.session = session
         self.handle: StreamHandle | None = None
-        self.inbox: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+        self.inbox: asyncio.Queue[tuple[str, Any, Any]] = asyncio.Queue()
         self.send_lock = asyncio.Lock()
         self.closed = asyncio.Event()
         self.close_code: int | None = None
@@ -159,14 +159,15 @@ class StreamDriver:
     async def pump(self) -> None:
         """Events from the scheduler thread into the session, on the loop."""
         while True:
-            kind, payload, seconds = await self.inbox.get()
+            kind, payload, progress = await self.inbox.get()
             if kind == "events":
+                seconds, flushes_done = progress
                 self._count_work()
                 self.metrics.lag_s.observe(max(0.0, self.session.received_s - seconds))
                 self._observe(payload)
-                await self.perform(self.session.recognised(payload, seconds))
+                await self.perform(self.session.recognised(payload, seconds, flushes_done))
             else:
-                await self.perform(self.session.recogniser_closed(payload, seconds))
+                await self.perform(self.session.recogniser_closed(payload, progress))
                 return
 
     async def perform(self, actions: list[Action]) -> None:
@@ -230,8 +231,9 @@ class StreamDriver:
     # -- called on the scheduler's thread ---------------------------------------------------------
 
     def _on_events(self, events: list[TranscriptEvent]) -> None:
-        heard = self.handle.processor.heard_until_s if self.handle is not None else 0.0
-        self.loop.call_soon_threadsafe(self.inbox.put_nowait, ("events", events, heard))
+        handle = self.handle
+        progress = (handle.processor.heard_until_s, handle.flushes_done) if handle is not None else (0.0, 0)
+        self.loop.call_soon_threadsafe(self.inbox.put_nowait, ("events", events, progress))
 
     def _on_close(self, reason: str | None) -> None:
         fed = self.handle.processor.fed_duration_s if self.handle is not None else 0.0
