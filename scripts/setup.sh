@@ -34,3 +34,9 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[test,docs]"
+
+# Pipecat, the voice-agent framework, in an environment of its own (it pins another protobuf
+# than Ray does): the agent tests run Pipecat's own Deepgram services against a real server.
+[ -x .venv-agents/bin/python ] || python3 -m venv .venv-agents
+.venv-agents/bin/python -m pip install -q --upgrade pip
+.venv-agents/bin/python -m pip install -q "pipecat-ai[deepgram]==1.14.0"

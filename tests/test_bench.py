@@ -82,7 +82,8 @@ def test_the_served_clock_decodes_ahead_on_a_spare_worker():
         finals = [(clock, w) for clock, e in timeline if e.is_final for w in e.words]
         assert [w.text.strip() for _, w in finals] == [w.text.strip() for w in words]
         assert all(clock >= w.end_s for clock, w in finals)  # nothing final before it was said
-        ends = [end for _, end, options in engine.calls if not options.end_of_stream]
+        # grid steps: not the closing decodes, nor the windows that hear a pause as it starts
+        ends = [end for _, end, options in engine.calls if not options.end_of_stream and not options.paused]
         return [round(b - a, 3) for a, b in itertools.pairwise(ends)], compute_s, len(engine.calls)
 
     # Two workers: 0.2 s steps although each decode takes 0.3 s (the next one runs beside it).
@@ -262,3 +263,28 @@ def test_the_report_shows_the_half_speed_runs_and_twice_the_capacity():
     assert "half speed (2 busy process(es)" in text
     assert "- Capacity, base: **2** real-time stream(s)" in text and "- Capacity, base: **0** real-time" in text
     assert "- Twice that, base × 4: final p90 3.10 s over the streams served; 1 refused" in text
+
+
+def test_turn_scores_time_the_end_of_each_clip_and_count_cut_ins_and_missed_ends():
+    from rtwhisper.bench.turns import Clip, score_turns, turn_lines
+
+    clips = [Clip("a.wav", 0.0, 0.5, 2.0), Clip("b.wav", 3.5, 4.0, 6.0)]
+
+    def turn(event, t, *ends):
+        return t, {"type": "TurnInfo", "event": event, "words": [{"word": "w", "end": e} for e in ends]}
+
+    messages = [turn("EndOfTurn", 1.3, 0.8, 1.0),  # mid-clip: a false cut-in
+                turn("EagerEndOfTurn", 2.3, 1.5, 2.0), turn("EndOfTurn", 2.5, 1.5, 2.0),
+                turn("Update", 6.2, 4.5, 6.0)]  # clip b's turn never ends: a missed end
+    scores = score_turns("v2", messages, clips)
+    assert scores["false_cut_ins"] == 1 and scores["missed_ends"] == 1 and scores["turn_ends"] == 2
+    assert scores["speech_end_to_turn_end_s"]["p50"] == pytest.approx(0.5)
+    assert scores["speech_end_to_eager_s"]["p50"] == pytest.approx(0.3)
+    assert scores["speech_end_to_final_s"]["n"] == 1
+    native = [(2.4, {"type": "final", "end_of_utterance": False, "words": [{"end_s": 2.0}]}),
+              (2.9, {"type": "final", "end_of_utterance": True, "words": [{"end_s": 2.0}]}),
+              (6.4, {"type": "final", "end_of_utterance": True, "words": [{"end_s": 5.9}]})]
+    scores = score_turns("native", native, clips)
+    assert scores["speech_end_to_final_s"]["p50"] == pytest.approx(0.4)  # the words before the turn's end
+    assert scores["speech_end_to_turn_end_s"]["max"] == pytest.approx(0.9) and scores["missed_ends"] == 0
+    assert "0.40 / 0.40" in turn_lines([{"model": "base", **scores}])[2]

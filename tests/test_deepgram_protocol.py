@@ -57,6 +57,7 @@ def test_interim_results_vad_events_and_utterance_end():
     assert "SpeechStarted" in kinds and "UtteranceEnd" in kinds
     assert any(m["type"] == "Results" and not m["is_final"] for m in d.sent)
     assert d.opened_with[0][1]["endpoint_silence_s"] == pytest.approx(0.3)
+    assert d.opened_with[0][1]["endpoint_max_silence_s"] == pytest.approx(0.3)  # Deepgram's: silence alone
     end = next(m for m in d.sent if m["type"] == "UtteranceEnd")
     assert end["last_word_end"] > 0
 
@@ -136,3 +137,24 @@ def test_any_query_string_is_a_session_or_a_config_error(params):
         DeepgramSession.from_query(query)
     except ConfigError as exc:
         assert str(exc)
+
+
+def test_audio_is_a_byte_stream_split_anywhere():
+    """Deepgram's API takes audio as bytes: a client reading a pipe in odd-sized chunks (3,201
+    bytes) splits samples between frames. Every sample arrives, none is refused as bad audio."""
+    pcm = np.round(ramp(4.0) * 32767).astype("<i2").tobytes()
+    driver = Driver(session=DeepgramSession.from_query(QUERY, limits=SessionLimits(), model_name="base"))
+    fed = []
+    original = driver.perform
+
+    def perform(actions):
+        fed.extend(len(a.samples) for a in actions if type(a).__name__ == "Feed")
+        original(actions)
+
+    driver.perform = perform
+    for i in range(0, len(pcm), 3201):
+        driver.frame(pcm[i:i + 3201])
+    driver.text('{"type": "CloseStream"}')
+    assert not [m for m in driver.sent if m["type"] == "Error"]
+    assert sum(fed) == 4 * 16000
+    assert driver.sent[-1]["type"] == "Metadata" and driver.sent[-1]["duration"] == pytest.approx(4.0)

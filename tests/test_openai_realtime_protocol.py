@@ -183,3 +183,20 @@ def test_an_append_without_base64_audio_is_an_error(audio):
     d.text(json.dumps(message))
     assert d.sent[-1]["type"] == "error" and d.sent[-1]["error"]["event_id"] == "evt_1"
     assert d.session.received_s == 0
+
+
+def test_appends_split_inside_a_sample_lose_nothing():
+    """An append of 3,201 bytes ends half-way through a PCM16 sample: the odd byte waits for the
+    next append (OpenAI's buffer is bytes), instead of the append being refused as bad audio."""
+    d = session()
+    update(d, format={"type": "audio/pcm", "rate": 16000}, transcription={"model": "whisper-1", "language": "en"})
+    pcm = np.round(ramp(8.0) * 32767).astype("<i2").tobytes()
+    for i in range(0, len(pcm), 3201):
+        d.now += 0.1
+        d.text(json.dumps({"type": "input_audio_buffer.append",
+                           "audio": base64.b64encode(pcm[i:i + 3201]).decode()}))
+    d.perform(d.session.tick(d.now + 1.0))
+    assert not [m for m in d.sent if m["type"] == "error"]
+    assert d.session.received_s == pytest.approx(8.0)
+    completed = [m for m in d.sent if m["type"] == "conversation.item.input_audio_transcription.completed"]
+    assert " ".join(m["transcript"] for m in completed).split() == [w.text.strip() for w in WORDS]

@@ -22,6 +22,7 @@ from rtwhisper.server.protocol import (
     Finish,
     Flush,
     Open,
+    Retune,
     Send,
     SessionLimits,
     SessionState,
@@ -35,13 +36,16 @@ WORDS = [Word(f" w{i}", 0.3 + 0.6 * i, 0.7 + 0.6 * i) for i in range(12)]  # 12 
 class Driver:
     """Performs a session's actions the way the WebSocket driver does, with a processor run inline."""
 
-    def __init__(self, limits: SessionLimits | None = None, session: StreamSession | None = None) -> None:
+    def __init__(self, limits: SessionLimits | None = None, session: StreamSession | None = None,
+                 words: list[Word] | None = None) -> None:
         self.session = session or StreamSession(limits or SessionLimits())
+        self.words = WORDS if words is None else words
         self.sent: list[dict] = []
         self.closed: Close | None = None
         self.processor: RealtimeWhisperProcessor | None = None
         self.opened_with: list[tuple[str | None, dict]] = []
         self.flushes_done = 0
+        self.retuned: list[Retune] = []
         self.now = 0.0
         self.perform(self.session.start(self.now))
 
@@ -54,8 +58,8 @@ class Driver:
             elif isinstance(action, Open):
                 self.opened_with.append((action.preset, action.overrides))
                 try:
-                    self.processor = RealtimeWhisperProcessor(engine=TimelineEngine(WORDS), vad=TimelineVad(WORDS),
-                                                              **action.overrides)
+                    self.processor = RealtimeWhisperProcessor(engine=TimelineEngine(self.words),
+                                                              vad=TimelineVad(self.words), **action.overrides)
                 except ValueError as exc:
                     self.perform(self.session.open_failed("bad_config", str(exc)))
                     continue
@@ -63,12 +67,19 @@ class Driver:
             elif isinstance(action, Feed):
                 assert self.processor is not None
                 self.processor.feed(action.samples)
-                self.perform(self.session.recognised(self.processor.results(), self.processor.heard_until_s))
+                events = self.processor.results()
+                self.perform(self.session.recognised(events, self.processor.heard_until_s, self.flushes_done,
+                                                     self.processor.pause_s))
             elif isinstance(action, Flush):
                 assert self.processor is not None
                 events = self.processor.flush()
                 self.flushes_done += 1
-                self.perform(self.session.recognised(events, self.processor.heard_until_s, self.flushes_done))
+                self.perform(self.session.recognised(events, self.processor.heard_until_s, self.flushes_done,
+                                                     self.processor.pause_s))
+            elif isinstance(action, Retune):
+                assert self.processor is not None
+                self.processor.set_endpointing(action.endpoint_silence_s, action.endpoint_max_silence_s)
+                self.retuned.append(action)
             elif isinstance(action, Finish):
                 assert self.processor is not None
                 events = self.processor.finish()

@@ -625,6 +625,12 @@ def test_api_key_is_required(strict_server):
     assert r.status_code == 401
     messages = asyncio.run(stream_file(strict_server.ws_url + "?api_key=s3cret", load_wav("en/jfk.wav")))
     assert wer(JFK_TEXT, finals_text(messages)) <= 0.1
+    # the key in the query string is not written to the server's log (uvicorn logs each request's URL)
+    deadline = time.monotonic() + 5
+    while "api_key=***" not in strict_server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = strict_server.log.read_text()
+    assert "api_key=***" in log and "s3cret" not in log
 
 
 def test_foreign_origin_is_refused(strict_server):
@@ -675,6 +681,15 @@ def test_oversized_frame_and_upload_and_idle_client(strict_server, tmp_path):
 
     message, code = asyncio.run(big_frame())
     assert message["code"] == "frame_too_big" and code == 1009
+
+    async def huge_frame():  # past the limit and its 1 MiB of headroom: the WebSocket layer refuses it
+        async with connect(strict_server.ws_url, additional_headers=KEY, max_size=None) as ws:
+            await ws.send(bytes(64 * 1024 + (1 << 20) + 4))
+            with pytest.raises(ConnectionClosed):
+                await ws.recv()
+            return ws.close_code
+
+    assert asyncio.run(huge_frame()) == 1009
 
     async def idle():
         async with connect(strict_server.ws_url, additional_headers=KEY) as ws:
@@ -792,26 +807,41 @@ def test_browser_page_transcribes_a_fake_microphone(server):
 def deepgram_stream(server: Server, audio: np.ndarray, *, pace: float, api_key: str = "unused",
                     **options) -> list:
     """Stream ``audio`` through the official deepgram-sdk (v7) client pointed at ``server``; its messages."""
-    import threading
+    with deepgram_client(server, api_key).listen.v1.connect(model="nova-3", encoding="linear16",
+                                                            sample_rate=16000, **options) as socket:
+        return sdk_socket_run(socket, audio, pace)
 
+
+def deepgram_client(server: Server, api_key: str = "unused"):
+    """deepgram-sdk's client with every Deepgram URL pointed at ``server``."""
     deepgram = pytest.importorskip("deepgram", reason="deepgram-sdk is part of [test]")
-    from deepgram.core.events import EventType
     from deepgram.environment import DeepgramClientEnvironment
 
     environment = DeepgramClientEnvironment(base=server.url, production=f"ws://127.0.0.1:{server.port}",
                                             agent=f"ws://127.0.0.1:{server.port}", agent_rest=server.url)
-    client = deepgram.DeepgramClient(api_key=api_key, environment=environment, reconnect=False)
+    return deepgram.DeepgramClient(api_key=api_key, environment=environment, reconnect=False)
+
+
+def sdk_socket_run(socket, audio: np.ndarray, pace: float, halfway=None) -> list:
+    """Through one deepgram-sdk socket: listen on a thread, send ``audio`` as 0.1 s PCM16 frames at
+    ``pace`` × real time (``halfway``: called with the socket half-way), close; the messages."""
+    import threading
+
+    from deepgram.core.events import EventType
+
     messages: list = []
-    with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate=16000, **options) as socket:
-        socket.on(EventType.MESSAGE, messages.append)
-        listener = threading.Thread(target=socket.start_listening, daemon=True)
-        listener.start()
-        t0 = time.monotonic()
-        for i, frame in enumerate(frames(audio, "s16le")):
-            time.sleep(max(0.0, t0 + 0.1 * i / pace - time.monotonic()))
-            socket.send_media(frame)
-        socket.send_close_stream()
-        listener.join(timeout=120)
+    socket.on(EventType.MESSAGE, messages.append)
+    listener = threading.Thread(target=socket.start_listening, daemon=True)
+    listener.start()
+    t0 = time.monotonic()
+    chunks = frames(audio, "s16le")
+    for i, frame in enumerate(chunks):
+        time.sleep(max(0.0, t0 + 0.1 * i / pace - time.monotonic()))
+        if halfway is not None and i == len(chunks) // 2:
+            halfway(socket)
+        socket.send_media(frame)
+    socket.send_close_stream()
+    listener.join(timeout=120)
     return messages
 
 
@@ -842,6 +872,99 @@ def test_deepgram_sdk_transcribes_a_long_file(server, manifest):
     reference = normalize_text(manifest[rel]["text"]).split()
     heard = normalize_text(text).split()
     assert len(heard) >= 80 and wer(" ".join(reference[:len(heard)]), " ".join(heard)) <= 0.08, text
+
+
+# -- Deepgram Flux's turn API (/v2/listen), with Deepgram's own SDK ------------------------------
+
+
+def flux_stream(server: Server, audio: np.ndarray, *, pace: float, configure: dict | None = None,
+                **options) -> list:
+    """Stream ``audio`` through deepgram-sdk's ``listen.v2`` (Flux) client pointed at ``server``; its messages.
+
+    ``configure``: a ``Configure`` message sent half-way through."""
+    with deepgram_client(server).listen.v2.connect(model="flux-general-en", encoding="linear16", sample_rate=16000,
+                                  **options) as socket:
+        return sdk_socket_run(socket, audio, pace,
+                              halfway=None if configure is None else lambda s: s.send_configure(configure))
+
+
+def test_deepgram_flux_sdk_gets_turns_with_every_word_and_keeps_the_eager_promise(server):
+    messages = flux_stream(server, np.concatenate([load_wav("en/jfk.wav"), np.zeros(16000, np.float32)]),
+                           pace=1.0, eager_eot_threshold=0.5, eot_threshold=0.7,
+                           configure={"type": "Configure", "thresholds": {"eot_timeout_ms": 4000}})
+    kinds = [getattr(m, "type", None) for m in messages]
+    assert kinds[0] == "Connected" and "Error" not in kinds
+    assert [m.sequence_id for m in messages] == list(range(len(messages)))
+    configured = next(m for m in messages if getattr(m, "type", None) == "ConfigureSuccess")
+    assert configured.thresholds.eot_timeout_ms == 4000 and configured.thresholds.eot_threshold == 0.7
+    turns = [m for m in messages if getattr(m, "type", None) == "TurnInfo"]
+    ended = [m for m in turns if m.event == "EndOfTurn"]
+    said = " ".join(m.transcript for m in ended)
+    assert normalize_text(said) == normalize_text(JFK_TEXT), said  # every word, once, in turns
+    assert [m.turn_index for m in ended] == list(range(len(ended))) and all(m.trigger for m in ended)
+    assert ended[-1].audio_window_end <= 11.05 and ended[-1].words[-1].word.lower().startswith("country")
+    assert any(m.event == "Update" for m in turns) and any(m.event == "EagerEndOfTurn" for m in turns)
+    eager: dict[int, str] = {}
+    for m in turns:  # Flux's promise: an EndOfTurn after an EagerEndOfTurn, not resumed, keeps its text
+        if m.event == "EagerEndOfTurn":
+            eager[m.turn_index] = m.transcript
+        elif m.event == "TurnResumed":
+            eager.pop(m.turn_index, None)
+        elif m.event == "EndOfTurn" and m.turn_index in eager:
+            assert m.transcript == eager.pop(m.turn_index)
+
+
+def test_deepgram_flux_refuses_bad_thresholds_in_its_own_shape(server):
+    deepgram = pytest.importorskip("deepgram", reason="deepgram-sdk is part of [test]")
+    del deepgram
+
+    async def run() -> tuple[dict, int | None]:
+        url = f"ws://127.0.0.1:{server.port}/v2/listen?model=flux-general-en&encoding=linear16" \
+              "&sample_rate=16000&eot_threshold=3"
+        async with connect(url) as ws:
+            message = json.loads(await ws.recv())
+            with contextlib.suppress(ConnectionClosed):
+                await ws.recv()
+            return message, ws.close_code
+
+    message, code = asyncio.run(run())
+    assert message["type"] == "Error" and "eot_threshold must be from 0.5 to 1.0" in message["description"]
+    assert code == 1008
+
+
+# -- Pipecat, the voice-agent framework: its own Deepgram services ------------------------------
+
+AGENTS_PYTHON = REPO / ".venv-agents" / "bin" / "python"
+
+
+def pipecat_run(server: Server, service: str) -> dict:
+    """benchmarks/pipecat_agent.py in Pipecat's environment: jfk through Pipecat's ``service`` into ``server``."""
+    if not AGENTS_PYTHON.exists():
+        pytest.skip("Pipecat's environment .venv-agents is missing: run scripts/setup.sh")
+    done = subprocess.run([str(AGENTS_PYTHON), str(REPO / "benchmarks" / "pipecat_agent.py"), str(JFK),
+                           "--port", str(server.port), "--service", service], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("service", ["flux", "listen"])
+def test_pipecat_deepgram_services_get_every_word_and_the_end_of_the_turn(server, service):
+    """Pipecat's DeepgramFluxSTTService on /v2/listen, and its DeepgramSTTService (with Pipecat's
+    Silero VAD sending Finalize at each stop) on /v1/listen: the agent's final transcripts hold
+    jfk word for word, and it hears the user stop speaking after the last word."""
+    run = pipecat_run(server, service)
+    finals = [f for f in run["frames"] if f.get("final")]
+    said = " ".join(f["text"] for f in finals)
+    assert normalize_text(said) == normalize_text(JFK_TEXT), run
+    assert any(f.get("final") is False for f in run["frames"])  # interim transcripts too
+    last_final_s = finals[-1]["t"]
+    assert last_final_s > 10.3  # after the last word was sent (jfk's speech ends at 10.4 s)
+    stopped = {"flux": "ProposedUserStoppedSpeakingFrame",  # Flux's turns drive Pipecat's user turns
+               "listen": "VADUserStoppedSpeakingFrame"}[service]  # Pipecat's own VAD, then Finalize
+    stops = [f["t"] for f in run["frames"] if f.get("frame") == stopped]
+    assert stops and 10.3 < stops[-1] and (service == "listen" or stops[-1] >= last_final_s - 0.05), run
+    assert run["audio_lag_s"] < 0.3  # the audio went in at real-time pace
 
 
 # -- OpenAI's Realtime transcription sessions, with OpenAI's own SDK -------------------------------

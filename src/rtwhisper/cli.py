@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto (default), cuda or cpu")
     p.add_argument("--compute-type", choices=COMPUTE_TYPES, default="auto", help="auto: float16 on CUDA, int8 on CPU")
     p.add_argument("--max-connections", type=int, default=16, metavar="N", help="concurrent streams (default 16)")
-    p.add_argument("--max-frame-kb", type=int, default=1024, metavar="KB", help="largest WebSocket frame (1024)")
+    p.add_argument("--max-frame-kb", type=int, default=16384, metavar="KB",
+                   help="largest WebSocket frame (16384: OpenAI's Realtime API takes 15 MiB appends)")
     p.add_argument("--max-upload-mb", type=int, default=100, metavar="MB", help="largest HTTP upload (100)")
     p.add_argument("--max-upload-s", type=_positive_float, default=3600.0, metavar="S",
                    help="longest decoded upload, in seconds of audio (3600)")

@@ -227,7 +227,8 @@ class OverlapMerger:
 
     def update(self, words: Sequence[Word], *, force_before_s: float | None = None, final: bool = False,
                after_prefix: bool = False, confident_before_s: float | None = None,
-               min_probability: float = 1.0, heard_until_s: float | None = None) -> MergeStep:
+               min_probability: float = 1.0, heard_until_s: float | None = None,
+               commit: bool = True) -> MergeStep:
         """Merge one window's hypothesis; return what became final and what is pending.
 
         ``after_prefix``: the decoder was forced through the final text, so every word is new
@@ -236,6 +237,9 @@ class OverlapMerger:
         leading word is final when it ends before this time with at least ``min_probability``.
         ``heard_until_s``: where this window's audio ends; with ``agreement_span_s``, the
         hypothesis agreed with is the newest one that heard at least that much less.
+        ``commit=False``: nothing becomes final; the words are pending, and the hypothesis is kept
+        for later ones to agree with (a window that hears a pause as it starts: its words end an
+        utterance at the endpoint, but a pause can be a stop inside a word, "just | ly").
         """
         if after_prefix:
             new = list(words)
@@ -272,6 +276,8 @@ class OverlapMerger:
         if force_before_s is not None and not final:
             while count < len(new) and new[count].end_s <= force_before_s:
                 count += 1
+        if not commit and not final:
+            count = 0
         committed = self._commit(new[:count])
         self._pending = new[count:]
         if heard_until_s is not None:

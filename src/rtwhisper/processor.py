@@ -120,6 +120,10 @@ HEARD_AFTER_SPEECH_S = 0.1
 """Silence a decode must have heard after an utterance's last speech for its hypothesis to be
 taken as that utterance's end without another decode."""
 
+PAUSE_WORD_SLACK_S = 0.05
+"""How far past the start of a pause a word of the window that hears the pause may start (Whisper's
+word starts lag the sound a little); a later one is speech resuming, or the padding's invention."""
+
 SHORTFALL_S = 0.4
 """Speech after an utterance's last word beyond which its end gets a decode of its own: Whisper
 sometimes stops early when speech runs to the end of its input (on the shared Korean clips the
@@ -183,6 +187,8 @@ class _Update:
     kind: UpdateKind
     request: DecodeRequest
     committed: int
+    speech_end_s: float | None = None
+    """For a window that hears a pause as it starts: where voice activity says the speech stopped."""
 
 
 class RealtimeWhisperProcessor:
@@ -308,6 +314,7 @@ class RealtimeWhisperProcessor:
         self._available = 0  # samples at 16 kHz received so far
         self._fed_input_samples = 0  # samples fed, at the caller's rate
         self._last_end_s = 0.0  # end of the last window decided on (decoded or skipped as silence)
+        self._paused_heard_s = -1.0  # end of the last window padded as if the speech had stopped
         self._anchor_s = 0.0  # where windows start: a word boundary before the commit point
         self._covered_s = 0.0  # finals cover [0, this)
         self._segment_id = 0
@@ -390,6 +397,30 @@ class RealtimeWhisperProcessor:
         if self._detector is None:
             return True
         return any(u.end_s is None for u in self._endpointer.utterances)
+
+    @property
+    def pause_s(self) -> float | None:
+        """How long the open utterance's speech has paused so far, in audio seconds: ``None``
+        while the speaker speaks, between utterances, or without VAD.
+
+        What a turn detector weighs with the words (Deepgram Flux's end-of-turn confidence in
+        :mod:`rtwhisper.server.flux`): a finished sentence after 0.2 s of silence is likelier
+        the end of a turn than an unfinished one after the same pause.
+        """
+        started = self._endpointer.pause_started_s
+        return None if started is None or self._detector is None else max(0.0, self._endpointer.now_s - started)
+
+    def set_endpointing(self, endpoint_silence_s: float, endpoint_max_silence_s: float) -> None:
+        """Change the pauses that end an utterance mid-stream (from the next audio on).
+
+        For clients that tune end-of-turn detection while they talk (Deepgram Flux's
+        ``Configure``). Checked like the constructor's arguments (:class:`ConfigError`).
+        """
+        _check_seconds("endpoint_silence_s", endpoint_silence_s, 0.1, 10.0)
+        _check_seconds("endpoint_max_silence_s", endpoint_max_silence_s, endpoint_silence_s, 30.0)
+        self.endpoint_silence_s = float(endpoint_silence_s)
+        self.endpoint_max_silence_s = float(endpoint_max_silence_s)
+        self._endpointer.endpoint_silence_s = self.endpoint_silence_s
 
     def _ingest(self, *, final: bool = False) -> None:
         blocks = self._incoming
@@ -529,6 +560,9 @@ class RealtimeWhisperProcessor:
                         continue
                 else:
                     limit = min(limit, endpoint.ended_s - 1e-6)  # the endpoint comes first
+            elif (pause_window := self._pause_window(horizon, self._last_end_s)) is not None:
+                return self._make_update(pause_window, "update", paused=True,
+                                         speech_end_s=self._endpointer.pause_started_s).request
             window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=self._last_end_s,
                                                available_s=limit, final=False, step_s=chunk)
             if window is None:
@@ -537,6 +571,34 @@ class RealtimeWhisperProcessor:
                 self._skip_silence(window.end_s)
                 continue
             return self._make_update(window, "update").request
+
+    def _pause_window(self, horizon_s: float, last_end_s: float) -> Window | None:
+        """A window that hears the speech stop, as soon as voice activity says it stopped.
+
+        The last words' work is then done during the pause: when the endpoint comes
+        (``endpoint_silence_s`` later) the words were heard to their end and close with no
+        decode of their own (:meth:`_heard_to_the_end`). On the grid, the update that heard the
+        pause came up to a step after it, and the endpoint then waited for a decode: jfk's last
+        word was final 0.75 s after it ended with a 0.3 s endpoint (``base``, 2 AVX2 cores, one
+        decode at a time), 0.55 s with this window. Once per pause: the window itself hears past
+        its start. ``last_end_s``: where the last window applied or in flight ends.
+
+        The window ends where voice activity has heard silence to, not at the audio's end: a
+        speaker who goes on after a short pause must not be heard starting a word in a window
+        padded as if the speech had stopped (LJ001-0003's "wood blocks | engraved" read "blocks
+        in the Chinese", and "in grave" followed); and :meth:`apply` keeps only the words that
+        start before the pause.
+        """
+        pause_s = self._endpointer.pause_started_s
+        if pause_s is None or self._detector is None:
+            return None
+        heard_s = pause_s + HEARD_AFTER_SPEECH_S
+        end_s = min(horizon_s, self._endpointer.now_s)
+        if end_s < heard_s - 1e-9:
+            return None  # not silent long enough yet by voice activity (a gap between words is no pause)
+        if last_end_s >= heard_s - 1e-9 or end_s <= last_end_s + FRAME_S:
+            return None
+        return Window(self._anchor_s, end_s)
 
     def _horizon_s(self) -> float:
         """Take in the audio fed so far; how far a window may reach.
@@ -580,6 +642,10 @@ class RealtimeWhisperProcessor:
         if self._next_endpoint(horizon) is not None:
             return None
         last_end_s = self._inflight[-1].window.end_s
+        if (pause_window := self._pause_window(horizon, last_end_s)) is not None:
+            # The speech stopped after the window in flight: hear its end now, on the idle worker.
+            return self._make_update(pause_window, "update", paused=True,
+                                     speech_end_s=self._endpointer.pause_started_s).request
         window = self._chunker.next_window(anchor_s=self._anchor_s, last_end_s=last_end_s, available_s=horizon,
                                            final=False, step_s=self._step_s(spare, pace_s))
         if window is None or not self._has_new_speech(window.end_s) or any(
@@ -616,7 +682,11 @@ class RealtimeWhisperProcessor:
                                        timed=self.task == "transcribe",
                                        final=self._merger.committed[
                                            max(0, update.committed - FINAL_CONTEXT_WORDS):update.committed])
+        if update.speech_end_s is not None:  # a pause window speaks for the speech before the pause only
+            words = [w for w in words if w.start_s < update.speech_end_s + PAUSE_WORD_SLACK_S]
         self._last_end_s = max(self._last_end_s, window.end_s)
+        if update.request.options.paused:
+            self._paused_heard_s = max(self._paused_heard_s, window.end_s)
         events = self.take_events()
         closing = update.kind != "update"
         # One sure hypothesis commits only once the language is known (given, or two detections
@@ -635,6 +705,11 @@ class RealtimeWhisperProcessor:
             # off by text; spelled differently, the merger drops them by time and text.
             repeated = repeated_head(committed[update.committed:], words)
             words, after_prefix = (words[repeated:], after_prefix) if repeated else (words, False)
+        # A window that hears a pause as it starts makes nothing final and moves no anchor: its
+        # words end the utterance at the endpoint if the pause lasts; a pause can also be a stop
+        # inside a word ("just | ly" on the long LJ file at 2 s updates), which the next window
+        # hears whole from the same start.
+        hears_pause = update.speech_end_s is not None and not closing
         if closing and hypothesis.silent and not words:
             # A closing decode that Whisper's no-speech rule set aside is no evidence against the
             # words earlier windows heard: nothing is merged, and the utterance's end below makes
@@ -647,7 +722,8 @@ class RealtimeWhisperProcessor:
                 words, final=closing, after_prefix=after_prefix,
                 confident_before_s=window.end_s - self.commit_margin_s if confident else None,
                 min_probability=1.0 if self.commit_probability is None else self.commit_probability,
-                force_before_s=self._next_window_start_s(window), heard_until_s=window.end_s)
+                force_before_s=None if hears_pause else self._next_window_start_s(window),
+                heard_until_s=window.end_s, commit=not hears_pause)
         if closing:
             # The stream's last window always ends with a final (empty if nothing was said), so
             # that the finals cover every sample fed.
@@ -664,7 +740,8 @@ class RealtimeWhisperProcessor:
                 # A partial that only drops words from the end of the one shown is held back:
                 # partials never flicker back to a shorter, older text (the next final settles it).
                 events.append(self._event(False, step.partial, self._covered_s, window.end_s))
-            self._move_anchor(window)
+            if not hears_pause:
+                self._move_anchor(window)
         self._trim_buffer()
         return events
 
@@ -728,8 +805,13 @@ class RealtimeWhisperProcessor:
         return self._last_end_s >= end_s + HEARD_AFTER_SPEECH_S
 
     def _heard_the_pause(self, utterance: Utterance) -> bool:
-        """Whether the last decode heard the utterance's pause up to its endpoint."""
-        return utterance.ended_s is not None and self._last_end_s >= utterance.ended_s - 1e-9
+        """Whether the last decode heard the utterance's pause up to its endpoint, or a window padded
+        as if the speech had stopped heard the speech stop (:meth:`_pause_window`): Whisper then
+        wrote the sentence's period if it meant one, and a second padded decode at the endpoint only
+        cost a decode's time (LJ clips that end on a comma: 0.3 s more for each)."""
+        if utterance.ended_s is not None and self._last_end_s >= utterance.ended_s - 1e-9:
+            return True
+        return utterance.end_s is not None and self._paused_heard_s >= utterance.end_s + HEARD_AFTER_SPEECH_S - 1e-9
 
     def _words_fall_short(self, utterance: Utterance) -> bool:
         """Whether the utterance's words end ``SHORTFALL_S`` or more before its speech does."""
@@ -818,7 +900,8 @@ class RealtimeWhisperProcessor:
         step = max(self.config.chunk_duration, self._step_now_s)
         return window.end_s + step + self.config.overlap_duration - self._max_window_s
 
-    def _make_update(self, window: Window, kind: UpdateKind, *, paused: bool = False) -> _Update:
+    def _make_update(self, window: Window, kind: UpdateKind, *, paused: bool = False,
+                     speech_end_s: float | None = None) -> _Update:
         # Whisper hears at most 30 s: a longer window would lose its end without a word.
         window = Window(max(window.start_s, window.end_s - self._max_window_s), window.end_s)
         if window.start_s > self._anchor_s + 1e-9 and not self._inflight:
@@ -848,7 +931,7 @@ class RealtimeWhisperProcessor:
                 (window.end_s - self._merger.commit_s) * MAX_TOKENS_PER_SECOND) + 8,
             thorough=kind != "update" or self._failed_updates > 0,
         )
-        update = _Update(window, kind, DecodeRequest(audio, options), len(self._merger.committed))
+        update = _Update(window, kind, DecodeRequest(audio, options), len(self._merger.committed), speech_end_s)
         self._inflight.append(update)
         return update
 

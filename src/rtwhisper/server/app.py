@@ -8,8 +8,8 @@ the event loop never waits for recognition.
 * :mod:`.http` — the guard every request passes (Host, Origin, key, sizes) and upload decoding;
 * :mod:`.routes` — the page, ``/health`` and ``POST /transcribe``; :mod:`.openai_api` — ``/v1/audio/*``;
 * :mod:`.protocol` — the stream protocol (sans-I/O); :mod:`.deepgram` — Deepgram's live API on it
-  (``/v1/listen``); :mod:`.openai_realtime` — OpenAI's Realtime transcription sessions
-  (``/v1/realtime``); :mod:`.ws` — their WebSocket driver.
+  (``/v1/listen``); :mod:`.flux` — Deepgram Flux's turn API (``/v2/listen``); :mod:`.openai_realtime`
+  — OpenAI's Realtime transcription sessions (``/v1/realtime``); :mod:`.ws` — their WebSocket driver.
 """
 
 from __future__ import annotations
@@ -90,6 +90,10 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
     @app.websocket("/v1/listen")
     async def deepgram_listen(websocket: WebSocket) -> None:
         await serve_stream(websocket, state, "deepgram")
+
+    @app.websocket("/v2/listen")
+    async def deepgram_flux(websocket: WebSocket) -> None:
+        await serve_stream(websocket, state, "deepgram-flux")
 
     @app.websocket("/v1/realtime")
     async def openai_realtime(websocket: WebSocket) -> None:

@@ -29,7 +29,7 @@ class ServerConfig:
     port: int = 8765
     max_connections: int = 16
     """Hard cap on live streams; below it, admission control refuses streams the engine has no room for."""
-    max_frame_bytes: int = 1 << 20
+    max_frame_bytes: int = 16 << 20
     max_upload_bytes: int = 100 << 20
     max_upload_s: float = 3600.0
     """Longest decoded upload: bytes do not bound samples (an hour of silence is a 641 KB FLAC)."""

@@ -124,10 +124,12 @@ class DeepgramOptions:
         endpointing = params.pop("endpointing", None)
         if endpointing is not None:
             milliseconds = _whole_number(endpointing)
+            # Deepgram's meaning: this much silence ends the utterance (speech_final), whatever the
+            # words say; the words-aware turn end is Flux's (/v2/listen).
             if endpointing.lower() == "false":
-                config.endpoint_silence_s = 10.0  # the longest pause the processor accepts
+                config.endpoint_silence_s = config.endpoint_max_silence_s = 10.0  # the longest pause accepted
             elif milliseconds is not None:
-                config.endpoint_silence_s = min(max(milliseconds / 1000, 0.1), 10.0)
+                config.endpoint_silence_s = config.endpoint_max_silence_s = min(max(milliseconds / 1000, 0.1), 10.0)
             else:
                 raise ConfigError(f"endpointing must be milliseconds or false, "
                                   f"got {_shown(query, 'endpointing')}")
@@ -145,6 +147,8 @@ class DeepgramOptions:
 @dataclass
 class DeepgramSession(StreamSession):
     """One ``/v1/listen`` stream: the native session's policy with Deepgram's messages."""
+
+    byte_stream: bool = True
 
     options: DeepgramOptions = field(default_factory=DeepgramOptions)
     model_name: str = ""

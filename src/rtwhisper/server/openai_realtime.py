@@ -56,6 +56,8 @@ def _new_id(prefix: str) -> str:
 class RealtimeSession(StreamSession):
     """One transcription session of OpenAI's Realtime API."""
 
+    byte_stream: bool = True
+
     model_name: str = ""
     session_id: str = field(default_factory=lambda: _new_id("sess"))
     server_vad: bool = True
@@ -175,7 +177,9 @@ class RealtimeSession(StreamSession):
                         return self._bad("invalid_value", "silence_duration_ms must be 100 to 10000")
                     self.silence_duration_ms = silence
         if self.silence_duration_ms is not None:
-            config.endpoint_silence_s = self.silence_duration_ms / 1000
+            # OpenAI's meaning: this much silence ends the speech, whatever was said (a silence-only
+            # rule, as its server VAD is); the words-aware turn end is /v2/listen's.
+            config.endpoint_silence_s = config.endpoint_max_silence_s = self.silence_duration_ms / 1000
         self.config = config
         return [self._send_event("session.updated", session=self._session())]
 
@@ -212,8 +216,8 @@ class RealtimeSession(StreamSession):
         return []  # the API has no end-of-stream event: the client closes
 
     def recognised(self, events: list[TranscriptEvent], recognised_s: float,
-                   flushes_done: int | None = None) -> list[Action]:
-        actions = super().recognised(events, recognised_s, flushes_done)
+                   flushes_done: int | None = None, pause_s: float | None = None) -> list[Action]:
+        actions = super().recognised(events, recognised_s, flushes_done, pause_s)
         if self._committing and self.flushes_done >= self._commit_flush and self.state is not SessionState.CLOSED:
             # The commit's flush is carried out, its last finals (in ``events``) sent as deltas:
             # the item ends with everything appended before the commit. (Ending it once the

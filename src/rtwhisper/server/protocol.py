@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS, check_sample_range, decode_pcm_bytes
+from ..audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS, BYTES_PER_SAMPLE, check_sample_range, decode_pcm_bytes
 from ..engine import TASKS
 from ..errors import AudioFormatError, ConfigError
 from ..events import TranscriptEvent
@@ -110,6 +110,14 @@ class Finish:
 
 
 @dataclass(frozen=True)
+class Retune:
+    """Change the pauses that end an utterance, from the next audio on (a client's mid-stream setting)."""
+
+    endpoint_silence_s: float
+    endpoint_max_silence_s: float
+
+
+@dataclass(frozen=True)
 class Close:
     """Close the socket with this code and reason; nothing more is sent."""
 
@@ -117,14 +125,14 @@ class Close:
     reason: str
 
 
-Action = Send | Open | Feed | Flush | Finish | Close
+Action = Send | Open | Feed | Flush | Finish | Retune | Close
 
 
 @dataclass(frozen=True)
 class SessionLimits:
     """The server's policy for one stream (from :class:`~rtwhisper.server.config.ServerConfig`)."""
 
-    max_frame_bytes: int = 1 << 20
+    max_frame_bytes: int = 16 << 20
     idle_timeout_s: float = 60.0
     stall_flush_s: float = 0.6
     max_backlog_s: float = 600.0
@@ -267,6 +275,13 @@ class StreamSession:
     """:class:`Flush` actions this session has returned."""
     flushes_done: int = 0
     """Of those, how many the recogniser has carried out (reported with its events)."""
+    byte_stream: bool = False
+    """Whether audio is a byte stream that frames may split anywhere, a sample's bytes included
+    (Deepgram's and OpenAI's APIs: a client reading a file or a pipe in arbitrary chunks); the
+    native protocol's frames hold whole samples, and a frame that does not is an error."""
+    _carry: bytes = b""  # the bytes of a split sample, waiting for the rest (byte streams only)
+    pause_s: float | None = None
+    """The speaker's silence inside the open utterance, as of the last events (see :meth:`recognised`)."""
 
     # -- inputs from the client -------------------------------------------------------------------
 
@@ -284,6 +299,11 @@ class StreamSession:
             return [Send(self._error(
                 "frame_too_big", f"a frame of {len(data)} bytes is over the limit of {self.limits.max_frame_bytes}; "
                 "send audio in smaller frames (0.1 s is 6400 bytes)")), *self._close(CLOSE_TOO_BIG, "frame too big")]
+        if self.byte_stream:
+            data = self._carry + bytes(data)
+            size = BYTES_PER_SAMPLE[self.config.format] * self.config.channels
+            whole = len(data) - len(data) % size
+            data, self._carry = data[:whole], data[whole:]
         try:
             samples = decode_pcm_bytes(data, self.config.format, self.config.channels)
             check_sample_range(samples, self.config.format)
@@ -388,10 +408,13 @@ class StreamSession:
         return [Send(self._error(code, reason))]
 
     def recognised(self, events: list[TranscriptEvent], recognised_s: float,
-                   flushes_done: int | None = None) -> list[Action]:
+                   flushes_done: int | None = None, pause_s: float | None = None) -> list[Action]:
         """Events from the recogniser; ``recognised_s``: how much audio it has dealt with;
-        ``flushes_done``: how many of this session's flushes it has carried out (with these events)."""
+        ``flushes_done``: how many of this session's flushes it has carried out (with these events);
+        ``pause_s``: how long the speaker has been silent inside the open utterance (``None``:
+        speaking, or no utterance open), for protocols that report turns."""
         self.recognised_s = max(self.recognised_s, recognised_s)
+        self.pause_s = pause_s
         if flushes_done is not None:
             self.flushes_done = max(self.flushes_done, flushes_done)
         if self.state is SessionState.CLOSED:

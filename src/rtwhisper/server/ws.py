@@ -22,6 +22,7 @@ from ..engine.scheduler import Overloaded, StreamHandle
 from ..errors import RtWhisperError
 from ..events import TranscriptEvent
 from .deepgram import DeepgramSession
+from .flux import FluxSession
 from .openai_realtime import RealtimeSession
 from .protocol import (
     CLOSE_POLICY,
@@ -32,6 +33,7 @@ from .protocol import (
     Finish,
     Flush,
     Open,
+    Retune,
     Send,
     SessionLimits,
     SessionState,
@@ -41,8 +43,8 @@ from .state import ServerState
 
 log = logging.getLogger("rtwhisper.server")
 
-SESSIONS: dict[str, type[DeepgramSession] | type[RealtimeSession]] = {
-    "deepgram": DeepgramSession, "openai-realtime": RealtimeSession}
+SESSIONS: dict[str, type[DeepgramSession] | type[FluxSession] | type[RealtimeSession]] = {
+    "deepgram": DeepgramSession, "deepgram-flux": FluxSession, "openai-realtime": RealtimeSession}
 """The other protocols, by name: the same session in another API's shape, set up from the query string."""
 _ids = itertools.count(1)
 
@@ -57,7 +59,8 @@ async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str =
     """Accept one WebSocket stream (the key, Host and Origin were checked before the handshake).
 
     ``protocol``: ``"native"`` (rtwhisper's, the guide's clients), ``"deepgram"`` (``/v1/listen``,
-    settings from the query string) or ``"openai-realtime"`` (``/v1/realtime?intent=transcription``).
+    settings from the query string), ``"deepgram-flux"`` (``/v2/listen``, turns) or
+    ``"openai-realtime"`` (``/v1/realtime?intent=transcription``).
     """
     await websocket.accept()
     config = state.config
@@ -161,11 +164,11 @@ class StreamDriver:
         while True:
             kind, payload, progress = await self.inbox.get()
             if kind == "events":
-                seconds, flushes_done = progress
+                seconds, flushes_done, pause_s = progress
                 self._count_work()
                 self.metrics.lag_s.observe(max(0.0, self.session.received_s - seconds))
                 self._observe(payload)
-                await self.perform(self.session.recognised(payload, seconds, flushes_done))
+                await self.perform(self.session.recognised(payload, seconds, flushes_done, pause_s))
             else:
                 await self.perform(self.session.recogniser_closed(payload, progress))
                 return
@@ -184,6 +187,9 @@ class StreamDriver:
             elif isinstance(action, Finish):
                 if self.handle is not None:
                     self.handle.finish()
+            elif isinstance(action, Retune):
+                if self.handle is not None:  # plain attribute writes, read by the scheduler's thread
+                    self.handle.processor.set_endpointing(action.endpoint_silence_s, action.endpoint_max_silence_s)
             elif isinstance(action, Open):
                 await self.perform(self.open(action))
             elif isinstance(action, Close):
@@ -232,7 +238,8 @@ class StreamDriver:
 
     def _on_events(self, events: list[TranscriptEvent]) -> None:
         handle = self.handle
-        progress = (handle.processor.heard_until_s, handle.flushes_done) if handle is not None else (0.0, 0)
+        progress = ((handle.processor.heard_until_s, handle.flushes_done, handle.processor.pause_s)
+                    if handle is not None else (0.0, 0, None))
         self.loop.call_soon_threadsafe(self.inbox.put_nowait, ("events", events, progress))
 
     def _on_close(self, reason: str | None) -> None:
