@@ -79,6 +79,32 @@ def _shown(query: str, name: str) -> str:
     return "nothing" if value is None else repr(value[:40] + ("…" if len(value) > 40 else ""))
 
 
+def read_pcm_format(params: dict[str, str], query: str, config: StreamConfig, *,
+                    encoding: str | None = None, sample_rate: str | None = None) -> None:
+    """Set ``config``'s raw PCM format from Deepgram's ``encoding`` and ``sample_rate`` (taken out of
+    ``params``; the keyword arguments are the defaults when the query has none: v1 requires both,
+    Flux defaults to 16 kHz ``linear16``). A bad value raises :class:`ConfigError`."""
+    given = params.pop("encoding", encoding)
+    if given is None or given not in ENCODINGS:
+        shown = None if given is None else given[:40]
+        raise ConfigError(
+            f"encoding must be one of {', '.join(ENCODINGS)} (raw PCM), got {shown!r}; "
+            "send containerized audio (wav, mp3, opus…) to POST /v1/audio/transcriptions instead")
+    config.format = ENCODINGS[given]
+    rate = _whole_number(params.pop("sample_rate", sample_rate))
+    if rate not in ACCEPTED_SAMPLE_RATES:
+        raise ConfigError(f"sample_rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))}, "
+                          f"got {_shown(query, 'sample_rate')}")
+    config.sample_rate = rate
+
+
+def language_code(value: str) -> str:
+    """A Deepgram language (``en-US``, ``ko``) as Whisper's code, checked (:class:`ConfigError`)."""
+    code = value.split("-")[0].lower()
+    validate_language(code)
+    return code
+
+
 @dataclass
 class DeepgramOptions:
     """What the query string asked for, beyond the stream's audio format."""
@@ -96,17 +122,7 @@ class DeepgramOptions:
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         options = cls(model=params.pop("model", None))
         config = StreamConfig(partials=False)
-        encoding = params.pop("encoding", None)
-        if encoding is None or encoding not in ENCODINGS:
-            raise ConfigError(
-                f"encoding must be one of {', '.join(ENCODINGS)} (raw PCM), got {encoding!r}; "
-                "send containerized audio (wav, mp3, opus…) to POST /v1/audio/transcriptions instead")
-        config.format = ENCODINGS[encoding]
-        rate = _whole_number(params.pop("sample_rate", None))
-        if rate not in ACCEPTED_SAMPLE_RATES:
-            raise ConfigError(f"sample_rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))}, "
-                              f"got {_shown(query, 'sample_rate')}")
-        config.sample_rate = rate
+        read_pcm_format(params, query, config)
         channels = _whole_number(params.pop("channels", "1"))
         if channels is None or not 1 <= channels <= 8:
             raise ConfigError(f"channels must be 1 to 8 (they are mixed into one stream), got "
@@ -114,9 +130,7 @@ class DeepgramOptions:
         config.channels = channels
         language = params.pop("language", None)
         if language and language != "multi":
-            code = language.split("-")[0].lower()
-            validate_language(code)
-            config.language = code
+            config.language = language_code(language)
         options.interim_results = _boolean(params, "interim_results", False)
         config.partials = options.interim_results
         options.punctuate = _boolean(params, "punctuate", True)

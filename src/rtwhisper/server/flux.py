@@ -43,12 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..audio import ACCEPTED_SAMPLE_RATES
-from ..engine import validate_language
 from ..errors import ConfigError
 from ..events import TranscriptEvent, Word
 from ..merger import SENTENCE_ENDS
-from .deepgram import ENCODINGS, _shown, _whole_number
+from .deepgram import _shown, _whole_number, language_code, read_pcm_format
 from .protocol import Action, Message, Retune, Send, SessionState, StreamConfig, StreamSession, json_object
 
 SENTENCE_PAUSE_S = 0.75
@@ -157,22 +155,12 @@ class FluxOptions:
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
         options = cls(model=params.pop("model", "") or "flux-general-en")
         config = StreamConfig(partials=True)
-        encoding = params.pop("encoding", "linear16")
-        if encoding not in ENCODINGS:
-            raise ConfigError(f"encoding must be one of {', '.join(ENCODINGS)} (raw PCM), got {encoding[:40]!r}")
-        config.format = ENCODINGS[encoding]
-        rate = _whole_number(params.pop("sample_rate", "16000"))
-        if rate not in ACCEPTED_SAMPLE_RATES:
-            raise ConfigError(f"sample_rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))}, "
-                              f"got {_shown(query, 'sample_rate')}")
-        config.sample_rate = rate
+        read_pcm_format(params, query, config, encoding="linear16", sample_rate="16000")
         hint = params.pop("language_hint", None)
         if options.model.startswith("flux-general-en"):
             config.language = "en"
         elif hint:
-            code = hint.split("-")[0].lower()
-            validate_language(code)
-            config.language = code
+            config.language = language_code(hint)
         eot = _query_number(params, "eot_threshold", query)
         eager = _query_number(params, "eager_eot_threshold", query)
         timeout = params.pop("eot_timeout_ms", None)
