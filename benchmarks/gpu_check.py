@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from rtwhisper import RealtimeWhisperProcessor
+from rtwhisper.bench.data import load_manifest
 from rtwhisper.bench.realtime import batching_ratio, realtime_run
-from rtwhisper.bench.simulate import load_manifest
 from rtwhisper.engine import WhisperEngine
 from rtwhisper.metrics import wer
 

@@ -38,7 +38,7 @@ def _worker_init(folder: str) -> None:
 
 
 def _file(args: tuple[Any, dict[str, Any], int]) -> dict[str, Any]:
-    from rtwhisper.bench.simulate import error_rate
+    from rtwhisper.bench.scoring import error_rate
 
     config, entry, phases = args
     bench = _BENCH
@@ -49,7 +49,10 @@ def _file(args: tuple[Any, dict[str, Any], int]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from rtwhisper.bench.simulate import BenchConfig, FileResult, environment, load_manifest, summarize
+    from rtwhisper.bench.configs import BenchConfig
+    from rtwhisper.bench.data import load_manifest
+    from rtwhisper.bench.scoring import FileResult, summarize
+    from rtwhisper.bench.simulate import environment
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -60,7 +63,7 @@ def main() -> int:
     parser.add_argument("--phases", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    config = BenchConfig(f"{args.model} {args.chunk:g}s/{args.overlap:g}s", args.model, args.chunk, args.overlap)
+    config = BenchConfig.of(f"{args.model} {args.chunk:g}s/{args.overlap:g}s", args.model, args.chunk, args.overlap)
     entries = sorted(load_manifest(args.folder), key=lambda e: -e["duration_s"])  # longest first: even shares
     started = time.perf_counter()
     rows = []

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rtwhisper.bench.data import load_audio
 from rtwhisper.bench.realtime import offline_timeline, realtime_run
-from rtwhisper.bench.simulate import load_audio
 from rtwhisper.models import resolve_model
 
 

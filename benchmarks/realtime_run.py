@@ -20,9 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rtwhisper.bench.data import load_audio, load_manifest
 from rtwhisper.bench.realtime import realtime_models, realtime_section
 from rtwhisper.bench.report import realtime_lines
-from rtwhisper.bench.simulate import environment, load_audio, load_manifest
+from rtwhisper.bench.simulate import environment
 from rtwhisper.engine import DecodeOptions, shared_engine
 from rtwhisper.metrics import wer
 from rtwhisper.models import installed_models, resolve_model

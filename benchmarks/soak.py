@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from rtwhisper import RealtimeWhisperProcessor
-from rtwhisper.bench.simulate import load_audio, load_manifest
+from rtwhisper.bench.data import load_audio, load_manifest
 from rtwhisper.metrics import normalize_text
 
 

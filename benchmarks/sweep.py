@@ -21,11 +21,11 @@ from pathlib import Path
 from rtwhisper.bench import BenchConfig, run_benchmark
 
 CONFIGS = [
-    BenchConfig("sweep base 0.5s (low_latency)", "base", 0.5, 0.2, language="en"),
-    BenchConfig("sweep base 0.4s", "base", 0.4, 0.2, language="en"),
-    BenchConfig("sweep base 0.3s", "base", 0.3, 0.2, language="en"),
-    BenchConfig("sweep base 0.5s agreement only", "base", 0.5, 0.2, language="en", commit_probability=None),
-    BenchConfig("sweep base 0.25s agreeing over 0.5s", "base", 0.25, 0.2, language="en", agreement_span_s=0.5),
+    BenchConfig.of("sweep base 0.5s (low_latency)", "base", 0.5, 0.2, language="en"),
+    BenchConfig.of("sweep base 0.4s", "base", 0.4, 0.2, language="en"),
+    BenchConfig.of("sweep base 0.3s", "base", 0.3, 0.2, language="en"),
+    BenchConfig.of("sweep base 0.5s agreement only", "base", 0.5, 0.2, language="en", commit_probability=None),
+    BenchConfig.of("sweep base 0.25s agreeing over 0.5s", "base", 0.25, 0.2, language="en", agreement_span_s=0.5),
 ]
 
 

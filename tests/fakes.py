@@ -15,7 +15,7 @@ import numpy as np
 
 from rtwhisper.engine import DecodeOptions, DecodeRequest, Hypothesis
 from rtwhisper.events import Word
-from rtwhisper.merger import normalize_word
+from rtwhisper.text import normalize_word
 
 
 class TimelineEngine:

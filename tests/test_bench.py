@@ -25,13 +25,13 @@ def test_seam_errors_count_duplicates_and_losses():
 
 def test_the_main_configurations_are_the_servers_default_preset():
     from rtwhisper.bench import BenchConfig
-    from rtwhisper.bench.simulate import default_configs
+    from rtwhisper.bench.configs import default_configs
 
     base, tiny = default_configs(["base", "tiny.en"], quick=True)
-    preset = BenchConfig.from_preset("low_latency", ["base"]).processor_options()
+    preset = BenchConfig.from_preset("low_latency", ["base"]).options
     assert (base.name, base.model_name, tiny.name, tiny.model_name) == ("base 0.5s", "base", "tiny.en 0.5s", "tiny.en")
-    assert base.processor_options() == tiny.processor_options() == preset
-    assert preset["chunk_duration"] == 0.5 and preset["endpoint_max_silence_s"] == 1.0
+    assert base.options == tiny.options == preset
+    assert preset.chunk_duration == 0.5 and preset.endpoint_max_silence_s == 1.0
 
 
 def test_simulated_latency_is_computation_aware():
@@ -112,13 +112,13 @@ def test_the_served_clock_takes_in_every_block_of_a_long_file():
 
 def test_the_grid_accuracy_is_the_mean_over_phases_with_its_spread():
     from rtwhisper.bench import BenchConfig
-    from rtwhisper.bench.simulate import FileResult, summarize
+    from rtwhisper.bench.scoring import FileResult, summarize
 
     def row(lang, offline, grid):
         return FileResult("x.wav", lang, 1.0, offline, grid[0], grid[0] - offline, grid_errors=grid)
 
     rows = [row("en", 0.10, [0.10, 0.20, 0.30]), row("en", 0.00, [0.00, 0.00, 0.06]), row("ko", 0.2, [0.1])]
-    s = summarize(BenchConfig("c", "base", 0.5, 0.2), rows, 0.0)
+    s = summarize(BenchConfig.of("c", "base", 0.5, 0.2), rows, 0.0)
     # phase penalties over the English files: 0.0, 0.05, 0.13
     assert s["grid_en"]["penalty_by_phase"] == pytest.approx([0.0, 0.05, 0.13])
     assert s["grid_en"]["penalty"] == pytest.approx(0.06)

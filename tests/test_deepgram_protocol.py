@@ -103,6 +103,14 @@ def test_bad_queries_are_refused_with_a_reason(query, message):
         DeepgramSession.from_query(query)
 
 
+def test_keyterm_and_keywords_become_the_streams_keyterms():
+    session = DeepgramSession.from_query(QUERY + "&keyterm=Gutenberg&keyterm=movable%20types&keywords=Caxton:2")
+    assert session.config.overrides()["keyterms"] == ("Gutenberg", "movable types", "Caxton")
+    assert "keyterm" not in session.options.ignored and "keywords" not in session.options.ignored
+    with pytest.raises(ConfigError, match="keyterm must be at most 50 terms"):
+        DeepgramSession.from_query(QUERY + "".join(f"&keyterm=t{i}" for i in range(51)))
+
+
 def test_ignored_parameters_are_reported():
     d = drive(QUERY + "&diarize=true&smart_format=true", ramp(3.0))
     assert "ignored parameters: diarize, smart_format" in d.sent[-1]["warnings"][0]

@@ -1,6 +1,6 @@
 """The engine's pure rules on a hypothesis's words (no model): faster-whisper's hallucination score."""
 
-from rtwhisper.engine.ctranslate2 import _anomalous
+from rtwhisper.engine.words import _anomalous
 from rtwhisper.events import Word
 
 
@@ -36,7 +36,7 @@ def _tokenizer(language: str):
 
 
 def test_the_forced_prefix_is_the_last_words_of_the_final_text():
-    from rtwhisper.engine.ctranslate2 import _forced_start
+    from rtwhisper.engine.words import _forced_start
 
     tok = _tokenizer("en")
     prefix = tok.encode(" And so my fellow Americans, ask not what your country can do for you,")
@@ -49,7 +49,7 @@ def test_the_forced_prefix_is_the_last_words_of_the_final_text():
 
 
 def test_the_forced_prefix_never_holds_half_a_hangul_syllable():
-    from rtwhisper.engine.ctranslate2 import _forced_start
+    from rtwhisper.engine.words import _forced_start
 
     tok = _tokenizer("ko")
     text = " 동백꽃 속으로 폭 파묻혀 버렸다"

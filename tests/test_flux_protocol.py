@@ -81,7 +81,7 @@ def test_an_unfinished_phrase_is_not_cut_where_silence_alone_would_cut_it():
     assert [m["transcript"] for m in ends(words_rule)][1] == "And then close the door."
     # The same session with one pause for both (silence alone decides): the phrase is cut.
     d = Driver(session=FluxSession.from_query(QUERY, limits=SessionLimits(), model_name="base"), words=TURNS)
-    d.session.config.endpoint_max_silence_s = d.session.config.endpoint_silence_s
+    d.session.config.knobs["endpoint_max_silence_s"] = d.session.config.knobs["endpoint_silence_s"]
     for frame in s16(ramp(8.0)):
         d.frame(frame)
     d.text('{"type": "CloseStream"}')
@@ -135,9 +135,22 @@ def test_configure_changes_the_thresholds_mid_stream():
     assert success[0]["thresholds"]["eot_threshold"] == 0.9 and success[0]["thresholds"]["eot_timeout_ms"] == 5000
     failures = [m for m in d.sent if m["type"] == "ConfigureFailure"]
     assert len(failures) == 2 and "eot_threshold must be from 0.5 to 1.0" in failures[0]["description"]
-    assert d.retuned and d.retuned[0].endpoint_silence_s == pytest.approx(0.6)
-    assert d.processor.endpoint_silence_s == pytest.approx(0.6)
+    assert d.retuned and d.retuned[0].changes["endpoint_silence_s"] == pytest.approx(0.6)
+    assert d.processor.options.endpoint_silence_s == pytest.approx(0.6)
     assert next(m["transcript"] for m in ends(d)) == "Turn on the lights."
+
+
+def test_keyterms_from_the_query_and_configure_reach_the_decoder():
+    d = drive(QUERY + "&keyterm=Gutenberg&keyterm=Caxton", ramp(8.0),
+              at={10: json.dumps({"type": "Configure", "keyterms": ["woodcutters"]}),
+                  12: json.dumps({"type": "Configure", "keyterms": [1]})})
+    assert d.opened_with[0][1]["keyterms"] == ("Gutenberg", "Caxton")
+    success = [m for m in d.sent if m["type"] == "ConfigureSuccess"]
+    assert success[0]["keyterms"] == ["woodcutters"]
+    assert next(m for m in d.sent if m["type"] == "ConfigureFailure")["description"].startswith("keyterms must be")
+    assert d.retuned[0].changes["keyterms"] == ("woodcutters",) and d.processor.options.keyterms == ("woodcutters",)
+    hotwords = [o.hotwords for _, _, o in d.processor.engine.calls]
+    assert hotwords[0] == "Gutenberg, Caxton." and hotwords[-1] == "woodcutters."
 
 
 def test_end_of_turn_confidence_weighs_the_words():
@@ -168,7 +181,8 @@ def test_unknown_parameters_and_messages_are_reported():
     d = Driver(session=FluxSession.from_query(QUERY + "&keyterm=rtwhisper&mip_opt_out=true",
                                               limits=SessionLimits(), model_name="base"))
     warning = d.sent[1]
-    assert warning["type"] == "Warning" and "keyterm" in warning["description"]
+    assert warning["type"] == "Warning" and "mip_opt_out" in warning["description"]
+    assert "keyterm" not in warning["description"]  # honoured now
     d.text("not json")
     d.text('{"type": "Finalize"}')
     errors = [m for m in d.sent if m["type"] == "Error"]

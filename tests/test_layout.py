@@ -56,8 +56,8 @@ def test_update_s_is_the_decode_a_stream_waits_for_on_the_chosen_layout():
 def counted_probe(monkeypatch):
     calls = []
 
-    def fake_probe(model_path, compute_type, cores):
-        calls.append((model_path, compute_type, cores))
+    def fake_probe(make_engine, cores):
+        calls.append((make_engine, cores))
         return dict(AMD)
 
     monkeypatch.setattr(layout_module, "probe", fake_probe)
@@ -67,13 +67,13 @@ def counted_probe(monkeypatch):
 
 def test_measured_once_then_read_from_the_cache(tmp_path, counted_probe):
     cache = tmp_path / "layout.json"
-    first = cpu_layout("/models/base", "int8", cache=cache)
+    first = cpu_layout("/models/base", "int8", None, cache=cache)
     assert (first.workers, first.threads, first.source) == (1, 2, "measured") and len(counted_probe) == 1
-    again = cpu_layout("/models/base", "int8", cache=cache)
+    again = cpu_layout("/models/base", "int8", None, cache=cache)
     assert (again.workers, again.threads, again.source) == (1, 2, "cached") and len(counted_probe) == 1
     assert again.probe_s == AMD
     # another model (or compute type) is measured on its own, and both stay cached
-    cpu_layout("/models/tiny.en", "int8", cache=cache)
+    cpu_layout("/models/tiny.en", "int8", None, cache=cache)
     assert len(counted_probe) == 2
     entries = json.loads(cache.read_text())
     assert len(entries) == 2 and all("2 cores" in key and "ctranslate2" in key for key in entries)
@@ -82,34 +82,40 @@ def test_measured_once_then_read_from_the_cache(tmp_path, counted_probe):
 def test_a_broken_cache_is_measured_again_and_rewritten(tmp_path, counted_probe):
     cache = tmp_path / "layout.json"
     cache.write_text("{not json")
-    assert cpu_layout("/models/base", "int8", cache=cache).source == "measured"
+    assert cpu_layout("/models/base", "int8", None, cache=cache).source == "measured"
     key = next(iter(json.loads(cache.read_text())))
     cache.write_text(json.dumps({key: {"probe_s": {"split": "fast"}}}))  # an entry of another shape
-    assert cpu_layout("/models/base", "int8", cache=cache).source == "measured"
+    assert cpu_layout("/models/base", "int8", None, cache=cache).source == "measured"
     assert len(counted_probe) == 2 and json.loads(cache.read_text())[key]["probe_s"] == AMD
 
 
 def test_an_unwritable_cache_still_gives_the_measured_layout(tmp_path, counted_probe):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    layout = cpu_layout("/models/base", "int8", cache=blocker / "layout.json")  # its folder is a file
+    layout = cpu_layout("/models/base", "int8", None, cache=blocker / "layout.json")  # its folder is a file
     assert (layout.workers, layout.threads, layout.source) == (1, 2, "measured")
 
 
 def test_one_core_has_nothing_to_choose(tmp_path, monkeypatch):
     monkeypatch.setattr(layout_module, "available_cores", lambda: 1)
     monkeypatch.setattr(layout_module, "probe", lambda *a: pytest.fail("no probe on one core"))
-    assert cpu_layout("/models/base", "int8", cache=tmp_path / "x.json") == CpuLayout(1, 1, 1)
+    assert cpu_layout("/models/base", "int8", None, cache=tmp_path / "x.json") == CpuLayout(1, 1, 1)
 
 
 @pytest.mark.model
 def test_the_probe_times_real_decodes_both_ways(tmp_path):
+    from rtwhisper.engine import WhisperEngine
     from rtwhisper.models import resolve_model
 
     cores = layout_module.available_cores()
     if cores < 2:
         pytest.skip("one core: nothing to measure")
-    figures = layout_module.probe(resolve_model("tiny.en"), "int8", cores)
+    path = resolve_model("tiny.en")
+
+    def make_engine(threads, workers):
+        return WhisperEngine(path, device="cpu", compute_type="int8", cpu_threads=threads, num_workers=workers)
+
+    figures = layout_module.probe(make_engine, cores)
     assert set(figures) == {"split", "split_alone", "whole"}
     assert all(0.01 < t < 30 for t in figures.values()), figures
     # two decodes at once take longer each than one alone on the same threads (they share the cores)

@@ -4,15 +4,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtwhisper.events import Word
+from rtwhisper.filters import drop_hallucinated_tail
 from rtwhisper.merger import (
     DOUBT_PROBABILITY,
     DOUBT_SPAN_S,
     MARGIN_GAP_S,
     OverlapMerger,
-    drop_hallucinated_tail,
-    normalize_word,
     repeated_head,
 )
+from rtwhisper.text import normalize_word
 
 
 def w(text, a, b):

@@ -56,6 +56,22 @@ def test_created_updated_and_server_vad_items():
     assert len({m["event_id"] for m in d.sent}) == len(d.sent)
 
 
+def test_a_running_stream_changes_its_prompt_and_silence_but_not_its_format():
+    d = session()
+    update(d, format={"type": "audio/pcm", "rate": 16000}, transcription={"language": "en", "prompt": "Gutenberg"},
+           turn_detection={"type": "server_vad", "silence_duration_ms": 400})
+    append(d, ramp(3.0))
+    update(d, format={"type": "audio/pcm", "rate": 16000}, transcription={"language": "en", "prompt": "Caxton"},
+           turn_detection={"type": "server_vad", "silence_duration_ms": 800})
+    assert d.sent[-1]["type"] == "session.updated" and d.closed is None
+    assert d.retuned[-1].changes == {"initial_prompt": "Caxton", "endpoint_silence_s": 0.8,
+                                     "endpoint_max_silence_s": 0.8}
+    assert (d.processor.options.initial_prompt, d.processor.options.endpoint_silence_s) == ("Caxton", 0.8)
+    update(d, format={"type": "audio/pcm", "rate": 24000}, transcription={"language": "en"})
+    assert d.sent[-1]["type"] == "error" and "cannot change" in d.sent[-1]["error"]["message"]
+    assert d.processor.options.endpoint_silence_s == 0.8 and d.closed is None
+
+
 def test_manual_commit_without_turn_detection():
     d = session()
     update(d, format={"type": "audio/pcm", "rate": 24000}, turn_detection=None)
@@ -120,8 +136,8 @@ def test_errors_in_the_api_shape_and_the_session_goes_on():
     errors = [m for m in d.sent if m["type"] == "error"]
     assert len(errors) == 4 and all(e["error"]["message"] and e["error"]["type"] for e in errors)
     append(d, ramp(1.0))
-    update(d, transcription={"language": "ko"})  # too late: audio has started
-    assert d.sent[-1]["type"] == "error" and "before the first audio" in d.sent[-1]["error"]["message"]
+    update(d, transcription={"language": "ko"})  # too late: audio has started, and a language is fixed
+    assert d.sent[-1]["type"] == "error" and "language" in d.sent[-1]["error"]["message"]
     assert d.closed is None
 
 

@@ -15,9 +15,10 @@ from rtwhisper import (
     StreamClosedError,
     Word,
 )
-from rtwhisper import processor as processor_module
 from rtwhisper.engine import Hypothesis
 from rtwhisper.presets import KOREAN_PROMPT
+from rtwhisper.stream import commit as commit_module
+from rtwhisper.stream.utterance import ENDPOINT_DOUBT_PROBABILITY
 
 WORDS = [Word(f" w{i}", 0.3 + i * 0.5, 0.3 + i * 0.5 + 0.4) for i in range(20)]  # 10.3 s of "speech"
 
@@ -206,7 +207,7 @@ def test_an_utterance_end_with_a_doubted_word_gets_a_decode_of_its_own(probabili
     assert len(ends) == 1 and " ".join(e.text for e in events if e.is_final) == final
     closing = [options for _, _, options in engine.calls if options.end_of_stream]
     # a word Whisper doubts: the closing decode decides; one it is sure of: the endpoint costs no decode
-    assert len(closing) == (1 if probability < processor_module.ENDPOINT_DOUBT_PROBABILITY else 0)
+    assert len(closing) == (1 if probability < ENDPOINT_DOUBT_PROBABILITY else 0)
 
 
 class DetectingEngine(TimelineEngine):
@@ -378,13 +379,13 @@ def drive_ahead(proc, engine, audio, block=1600):
 
 @pytest.mark.parametrize("jitter_s", [0.0, 0.08])
 def test_updates_decoded_ahead_lose_and_repeat_no_word(jitter_s, monkeypatch):
-    repeats, original = [], processor_module.repeated_head
+    repeats, original = [], commit_module.repeated_head
 
     def recorded(final, words):
         repeats.append(original(final, words))
         return repeats[-1]
 
-    monkeypatch.setattr(processor_module, "repeated_head", recorded)
+    monkeypatch.setattr(commit_module, "repeated_head", recorded)
     words = [Word(f" w{i}", 0.3 + i * 0.3, 0.3 + i * 0.3 + 0.25) for i in range(30)]  # no pause: no endpoint
     engine = TimelineEngine(words, jitter_s=jitter_s, seed=3)
     proc = RealtimeWhisperProcessor(engine=engine, vad=TimelineVad(words), chunk_duration=0.25,
@@ -454,7 +455,7 @@ def test_bad_input_is_a_typed_error_and_nothing_is_buffered():
         ({"language": ""}, "language must be"),
         ({"language": "english"}, "unknown language code 'english'.*'en'"),
         ({"endpoint_silence_s": 0}, "endpoint_silence_s must be a number of seconds from 0.1"),
-        ({"commit_probability": 1.5}, "commit_probability must be from 0 to 1, or None"),
+        ({"commit_probability": 1.5}, "commit_probability must be a probability from 0 to 1, or None"),
         ({"agreement_span_s": -0.5}, "agreement_span_s must be a number of seconds from 0 to 5"),
         ({"agreement_margin_s": 6}, "agreement_margin_s must be a number of seconds from 0 to 5"),
     ],
@@ -473,19 +474,20 @@ def test_unknown_model_lists_the_installed_ones():
 
 def test_presets_apply_and_take_overrides():
     proc = RealtimeWhisperProcessor.from_preset("korean", engine=TimelineEngine([]))
-    assert (proc.language, proc.initial_prompt, proc.beam_size) == ("ko", None, 5)
+    assert (proc.options.language, proc.options.initial_prompt, proc.options.beam_size) == ("ko", None, 5)
     proc = RealtimeWhisperProcessor.from_preset("low-latency", engine=TimelineEngine([]))
-    assert (proc.config.chunk_duration, proc.spare_chunk_duration, proc.agreement_margin_s) == (0.5, 0.3, 0.3)
+    assert (proc.options.chunk_duration, proc.options.spare_chunk_duration,
+            proc.options.agreement_margin_s) == (0.5, 0.3, 0.3)
     # a cadence the caller chose drops the preset's spare step (0.3 s updates whenever a worker is free)
     proc = RealtimeWhisperProcessor.from_preset("low-latency", engine=TimelineEngine([]), chunk_duration=1.0)
-    assert (proc.config.chunk_duration, proc.beam_size, proc.spare_chunk_duration) == (1.0, 1, None)
+    assert (proc.options.chunk_duration, proc.options.beam_size, proc.options.spare_chunk_duration) == (1.0, 1, None)
     proc = RealtimeWhisperProcessor.from_preset("commands", engine=TimelineEngine([]), chunk_duration=1.0,
                                                 spare_chunk_duration=0.4)
-    assert (proc.config.chunk_duration, proc.spare_chunk_duration) == (1.0, 0.4)
-    assert RealtimeWhisperProcessor.from_preset("translate", engine=TimelineEngine([])).task == "translate"
+    assert (proc.options.chunk_duration, proc.options.spare_chunk_duration) == (1.0, 0.4)
+    assert RealtimeWhisperProcessor.from_preset("translate", engine=TimelineEngine([])).options.task == "translate"
     # a pause longer than the preset's longest (Deepgram's endpointing=false asks for 10 s) raises it too
     proc = RealtimeWhisperProcessor.from_preset("low_latency", engine=TimelineEngine([]), endpoint_silence_s=10.0)
-    assert (proc.endpoint_silence_s, proc.endpoint_max_silence_s) == (10.0, 10.0)
+    assert (proc.options.endpoint_silence_s, proc.options.endpoint_max_silence_s) == (10.0, 10.0)
     with pytest.raises(ConfigError, match="endpoint_max_silence_s"):
         RealtimeWhisperProcessor.from_preset("low_latency", engine=TimelineEngine([]), endpoint_silence_s=2.0,
                                              endpoint_max_silence_s=1.0)

@@ -12,12 +12,14 @@ from hypothesis import strategies as st
 from fakes import TimelineEngine, TimelineVad, ramp
 from rtwhisper import RealtimeWhisperProcessor, Word
 from rtwhisper.server.protocol import (
+    CLOSE_INTERNAL,
     CLOSE_NORMAL,
     CLOSE_POLICY,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN,
     LAG_REPORT_S,
     Close,
+    CloseReason,
     Feed,
     Finish,
     Flush,
@@ -78,7 +80,7 @@ class Driver:
                                                      self.processor.pause_s))
             elif isinstance(action, Retune):
                 assert self.processor is not None
-                self.processor.set_endpointing(action.endpoint_silence_s, action.endpoint_max_silence_s)
+                self.processor.update_options(**action.changes)
                 self.retuned.append(action)
             elif isinstance(action, Finish):
                 assert self.processor is not None
@@ -249,9 +251,22 @@ def test_refused_stream_is_told_why_and_closed_with_1013():
     s = StreamSession(SessionLimits())
     s.start(0.0)
     s.receive_bytes(frames(ramp(0.1))[0], 0.1)
-    actions = s.open_failed("overloaded", "no room for another stream now", refused=True)
+    actions = s.refuse(CloseReason.OVERLOADED, "no room for another stream now")
     assert isinstance(actions[0], Send) and actions[0].message["code"] == "overloaded"
-    assert actions[1] == Close(CLOSE_TRY_AGAIN, "overloaded")
+    assert actions[1] == Close(CLOSE_TRY_AGAIN, "overloaded") and s.state is SessionState.CLOSED
+
+
+def test_a_stream_the_scheduler_stops_is_closed_by_its_cause():
+    from rtwhisper.scheduling import StopCause, StreamStopped
+
+    for cause, code, kind in ((StopCause.OVERLOADED, CLOSE_TRY_AGAIN, "overloaded"),
+                              (StopCause.FAILED, CLOSE_INTERNAL, "internal")):
+        s = StreamSession(SessionLimits())
+        s.start(0.0)
+        actions = s.recogniser_closed(StreamStopped(cause, f"{kind}: why"), 1.0)
+        assert isinstance(actions[0], Send) and actions[0].message["code"] == kind
+        assert "why" in actions[0].message["message"] and isinstance(actions[1], Close)
+        assert actions[1].code == code
 
 
 def test_audio_after_end_is_an_error():

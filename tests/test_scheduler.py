@@ -10,7 +10,7 @@ import pytest
 
 from fakes import TimelineEngine, TimelineVad, ramp
 from rtwhisper import RealtimeWhisperProcessor, Word
-from rtwhisper.engine.scheduler import Overloaded, Scheduler
+from rtwhisper.scheduling import Overloaded, Scheduler, StopCause
 
 WORDS = [Word(f" w{i}", 0.3 + 0.5 * i, 0.7 + 0.5 * i) for i in range(10)]  # 5.2 s of "speech"
 
@@ -193,7 +193,7 @@ def test_saturated_engine_sheds_the_newest_stream_with_a_reason():
             if not new.closed.is_set():
                 second.feed(audio[i:i + 1600])
         assert new.closed.wait(30)
-        assert new.reason is not None and new.reason.startswith("overloaded") and "newest" in new.reason
+        assert new.reason is not None and new.reason.cause is StopCause.OVERLOADED and "newest" in new.reason.message
         assert not old.closed.is_set()
         engine.per_audio_s = 0.01  # what is left to decode is not what this test is about
         first.finish()
@@ -258,7 +258,8 @@ def test_flush_and_a_failing_engine():
     try:
         c = Collector()
         scheduler.open(processor(broken), c.on_events, c.on_close).feed(ramp(2.0))
-        assert c.closed.wait(10) and "GPU fell off the bus" in (c.reason or "")
+        assert c.closed.wait(10) and c.reason is not None and c.reason.cause is StopCause.FAILED
+        assert "GPU fell off the bus" in c.reason.message
         c2 = Collector()
         scheduler.open(processor(engine), c2.on_events, c2.on_close)  # the scheduler goes on
     finally:
@@ -382,7 +383,7 @@ class AheadCounting(RealtimeWhisperProcessor):
         request = super().next_request(ahead=ahead, **pace)
         self.ahead += bool(ahead and request is not None)
         if request is not None and not request.options.paused:  # an endpoint's decode is off the grid
-            self.ends.append(self._inflight[-1].window.end_s)
+            self.ends.append(self._planner.inflight[-1].window.end_s)
         return request
 
 
@@ -471,7 +472,7 @@ def test_a_stream_takes_the_spare_step_only_where_its_updates_fit_the_cpu_it_may
 def test_under_load_every_streams_updates_come_less_often_instead_of_waiting():
     # Three streams on one worker, each 0.5 s update costing 0.3 s: 1.8 worker-seconds a second
     # at their own steps. Paced to ~1.1 s (TARGET_BUSY of the worker), capped at MAX_PACE_S (1 s).
-    from rtwhisper.engine.scheduler import MAX_PACE_S
+    from rtwhisper.scheduling import MAX_PACE_S
 
     _, procs, paces = paced_streams(3, per_batch_s=0.3, workers=1, speed=1.0, chunk_duration=0.5)
     for p, pace in zip(procs, paces, strict=True):

@@ -729,6 +729,30 @@ def test_oversized_frame_and_upload_and_idle_client(strict_server, tmp_path):
     assert strict_server.alive()
 
 
+def test_a_body_shorter_than_its_length_is_answered_not_waited_on(strict_server):
+    """A request that promises 100 kB and sends 10 bytes: a 408 once the body has stalled for the idle
+    timeout (3 s here), where it was waited on for ever; the server goes on."""
+    import socket
+    from urllib.parse import urlparse
+
+    where = urlparse(strict_server.url)
+    started = time.monotonic()
+    with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+        sock.sendall(b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer s3cret"
+                     b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n"
+                     b"--b\r\n")
+        answer = sock.recv(65536).decode("latin-1")
+        waited = time.monotonic() - started
+        while answer.endswith("\r\n\r\n") or len(answer) < 200:  # the body may come in a packet of its own
+            more = sock.recv(65536).decode("latin-1")
+            if not more:
+                break
+            answer += more
+    assert answer.startswith("HTTP/1.1 408") and "body stopped arriving after 5 bytes" in answer, answer[:400]
+    assert 2.5 <= waited <= 15, waited
+    assert strict_server.alive()
+
+
 def test_client_that_stops_without_end_still_gets_its_finals(strict_server):
     """`ffmpeg … | websocat -n --binary`: input ends, no end message; the idle timeout flushes."""
     async def run():

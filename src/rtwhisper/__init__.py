@@ -18,12 +18,14 @@ from .errors import (
 from .events import TranscriptEvent, Word
 from .merger import OverlapMerger
 from .models import installed_models, resolve_model
+from .options import KNOBS, Knob, StreamOptions
 from .presets import PRESETS, Preset, get_preset
 from .processor import RealtimeWhisperProcessor
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "KNOBS",
     "PRESETS",
     "SAMPLE_RATE",
     "AudioFormatError",
@@ -34,6 +36,7 @@ __all__ = [
     "DecodeRequest",
     "Engine",
     "Hypothesis",
+    "Knob",
     "ModelNotFoundError",
     "OverlapMerger",
     "Preset",
@@ -41,6 +44,7 @@ __all__ = [
     "RecognitionError",
     "RtWhisperError",
     "StreamClosedError",
+    "StreamOptions",
     "TranscriptEvent",
     "WhisperEngine",
     "Window",

@@ -15,13 +15,15 @@ from typing import IO, Any
 import numpy as np
 
 from .audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS
-from .engine import COMPUTE_TYPES, DEVICES, TASKS
-from .engine.ctranslate2 import default_cpu_threads
-from .engine.scheduler import STREAM_CPU
+from .engine import COMPUTE_TYPES, DEVICES
+from .engine.layout import default_cpu_threads
 from .errors import ConfigError, RtWhisperError
 from .events import TranscriptEvent
+from .options import KNOBS, Knob
 from .presets import PRESETS
+from .scheduling import STREAM_CPU
 from .subtitles import cues_from_words, to_srt, to_vtt
+from .text import SENTENCE_ENDS
 
 FORMATS = ("text", "jsonl", "srt", "vtt")
 
@@ -45,20 +47,39 @@ _positive_float = _at_least(0, float, "a number")
 _count = _at_least(1, int, "a whole number")
 
 
+_METAVARS = {"seconds": "S", "probability": "P", "integer": "N", "text": "TEXT", "language": "CODE", "choice": "NAME",
+             "terms": "A,B"}
+
+
+def _knob_value(knob: Knob) -> Callable[[str], Any]:
+    """An argparse type for one knob: the text read as its kind (the processor checks the range, so that
+    a bad value is the command's one-line error)."""
+
+    def read(text: str) -> Any:
+        if knob.optional and text.lower() == "none":
+            return None
+        try:
+            return float(text) if knob.kind in ("seconds", "probability") \
+                else int(text) if knob.kind == "integer" and not knob.choices else text
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{knob.name} must be {knob.accepts()}, got {text!r}") from None
+
+    return read
+
+
 def _add_recognition_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("recognition")
     group.add_argument("--preset", choices=sorted(PRESETS), default="low_latency",
                        help="named settings (default: low_latency); the options below override it")
     group.add_argument("--model", help="model size name (tiny.en, base, …) or CTranslate2 model folder")
-    group.add_argument("--language", help="language code such as en or ko (default: detect)")
-    group.add_argument("--task", choices=TASKS, help="transcribe (default) or translate to English")
-    group.add_argument("--chunk", type=_positive_float, metavar="S", help="new audio per update, seconds")
-    group.add_argument("--overlap", type=_positive_float, metavar="S", help="audio heard again, seconds")
-    group.add_argument("--beam-size", type=int, metavar="N", help="beam size (1 = greedy)")
     group.add_argument("--device", choices=DEVICES, help="auto (default), cuda or cpu")
     group.add_argument("--compute-type", choices=COMPUTE_TYPES, help="auto: float16 on CUDA, int8 on CPU")
-    group.add_argument("--initial-prompt", metavar="TEXT", help="text that sets vocabulary and style")
     group.add_argument("--no-vad", action="store_true", help="do not skip non-speech with Silero VAD")
+    for name, knob in KNOBS.items():  # the stream's knobs, made from the one table
+        if knob.group != "input":
+            group.add_argument(f"--{(knob.flag or name).replace('_', '-')}", dest=name, type=_knob_value(knob),
+                               default=argparse.SUPPRESS, metavar=_METAVARS.get(knob.kind, "X"),
+                               help=f"{knob.help}; {knob.accepts().replace(', or None', ', or none')}")
     out = parser.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default="text",
                      help="text: live partials and finals (default); jsonl: one event a line; srt, vtt: subtitles")
@@ -69,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtwhisper", description="Real-time speech recognition with Whisper.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_transcribe(sub)
+    _add_listen(sub)
+    _add_serve(sub)
+    _add_bench(sub)
+    return parser
+
+
+def _add_transcribe(sub: Any) -> None:
+    """The transcribe command's arguments."""
     p = sub.add_parser("transcribe", help="transcribe a media file, or raw PCM from stdin ('-')",
                        description="Transcribe a media file (anything ffmpeg decodes) or raw PCM from stdin.",
                        epilog="example: ffmpeg -i talk.mp3 -f f32le -ar 16000 -ac 1 - | rtwhisper transcribe -")
@@ -82,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="replay a file at the speed of its audio, as if live")
     _add_recognition_options(p)
 
+
+
+def _add_listen(sub: Any) -> None:
+    """The listen and devices commands' arguments."""
     p = sub.add_parser("listen", help="transcribe a microphone live", description="Transcribe a microphone live.")
     p.add_argument("--input-device", metavar="NAME|INDEX", help="input device (see 'rtwhisper devices')")
     p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after this many seconds")
@@ -89,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("devices", help="list audio input devices", description="List audio input devices.")
 
+
+
+def _add_serve(sub: Any) -> None:
+    """The serve command's arguments."""
     p = sub.add_parser("serve", help="WebSocket + HTTP server with a browser page (extra [server])",
                        description="Serve WebSocket streaming (ws://HOST:PORT/), POST /transcribe, the "
                                    "OpenAI-compatible /v1/audio/* API and a browser page, on one model.",
@@ -134,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a Host name the server answers to (repeatable; * for any; default: the loopback "
                         "names when bound to loopback)")
+    _add_ray_options(p)
+
+
+
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    """serve's replicas on Ray Serve."""
     ray = p.add_argument_group("replicas on Ray Serve (extra [ray])")
     ray.add_argument("--replicas", type=int, metavar="N",
                      help="serve from N replicas, each with its own model, behind Ray's proxy on --port")
@@ -149,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     ray.add_argument("--ray-address", metavar="ADDR",
                      help="deploy on this Ray cluster (e.g. ray://head:10001 or auto) instead of a local one")
 
+
+def _add_bench(sub: Any) -> None:
+    """The bench command's arguments."""
     p = sub.add_parser("bench", help="measure accuracy, latency and cost on a manifest folder",
                        description="Run the benchmarks on any folder with a manifest.jsonl and write results.json, "
                                    "results.md and PNG plots.")
@@ -172,19 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam-size", type=int, default=1, metavar="N")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--compute-type", choices=COMPUTE_TYPES, default="auto")
-    return parser
 
 
 def _processor(args: argparse.Namespace, **overrides: Any) -> Any:
     from .processor import RealtimeWhisperProcessor
 
-    for option, name in (("model", "model_name"), ("language", "language"), ("task", "task"),
-                         ("chunk", "chunk_duration"), ("overlap", "overlap_duration"), ("beam_size", "beam_size"),
-                         ("device", "device"), ("compute_type", "compute_type"),
-                         ("initial_prompt", "initial_prompt")):
+    for option, name in (("model", "model_name"), ("device", "device"), ("compute_type", "compute_type")):
         value = getattr(args, option)
         if value is not None:
             overrides[name] = value
+    # (the input group is the source's: a pipe's --sample-rate is resampled before the processor)
+    overrides.update({name: getattr(args, name) for name, knob in KNOBS.items()
+                      if knob.group != "input" and hasattr(args, name)})
     if args.no_vad:
         overrides["vad"] = False
     return RealtimeWhisperProcessor.from_preset(args.preset, **overrides)
@@ -195,8 +241,6 @@ class _LiveText:
     followed by the partial (dimmed), which each event rewrites; the line ends with the
     sentence. Piped, only final text is written, one sentence a line."""
 
-    _SENTENCE_END = (".", "?", "!", "。", "？", "！")
-
     def __init__(self, out: IO[str]) -> None:
         self.out = out
         self.tty = out.isatty()
@@ -205,7 +249,7 @@ class _LiveText:
     def write(self, event: TranscriptEvent) -> None:
         if event.is_final and event.text:
             self.line = f"{self.line} {event.text}".strip()
-        ends = event.is_final and self.line.endswith(self._SENTENCE_END)
+        ends = event.is_final and self.line.endswith(SENTENCE_ENDS)
         if self.tty:
             partial = "" if event.is_final or not event.text else f" \x1b[2m{event.text}\x1b[0m"
             self.out.write("\r\x1b[2K" + self.line + partial + ("\n" if ends else ""))
@@ -287,8 +331,8 @@ def _whole_file(source: Any, proc: Any, args: argparse.Namespace) -> Iterator[Tr
     from .engine import DecodeOptions
 
     audio = np.concatenate([np.zeros(0, dtype=np.float32), *(block.samples for block in source)])
-    options = DecodeOptions(language=proc.language, task=proc.task, beam_size=proc.beam_size,
-                            prompt=proc.initial_prompt, vad=proc.vad)
+    options = DecodeOptions(language=proc.options.language, task=proc.options.task,
+                            beam_size=proc.options.beam_size, prompt=proc.options.initial_prompt, vad=proc.vad)
     segments, _, _ = proc.engine.iter_file(audio, options, word_timestamps=args.format != "text",
                                            condition_on_previous_text=True)
     for event, _scores in segments:
@@ -374,8 +418,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     configs = None
     if args.model:
-        configs = [BenchConfig(f"{args.model} {args.chunk:g}s/{args.overlap:g}s", args.model, args.chunk,
-                               args.overlap, args.beam_size)]
+        configs = [BenchConfig.of(f"{args.model} {args.chunk:g}s/{args.overlap:g}s", args.model, args.chunk,
+                                  args.overlap, beam_size=args.beam_size)]
 
     def progress(message: str) -> None:
         print(f"[bench] {message}", file=sys.stderr, flush=True)

@@ -1,17 +1,20 @@
 """Named settings: the guide's three tuning presets and its four recommended uses.
 
-Each preset is plain data; ``RealtimeWhisperProcessor.from_preset(name, **overrides)``
-applies it. A preset naming a model that is not installed fails at construction with the
-list of installed models, so ``from_preset("captions", model_name="base")`` is the way to
-use a large-model preset on a machine that only has the small packs.
+Each preset is plain data, a model name and :class:`~rtwhisper.options.StreamOptions`;
+``RealtimeWhisperProcessor.from_preset(name, **overrides)`` applies it. A preset naming a
+model that is not installed fails at construction with the list of installed models, so
+``from_preset("captions", model_name="base")`` is the way to use a large-model preset on a
+machine that only has the small packs.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError
-from .merger import AGREEMENT_MARGIN_S, COMMIT_MARGIN_S, COMMIT_PROBABILITY
+from .merger import AGREEMENT_MARGIN_S, COMMIT_PROBABILITY
+from .options import StreamOptions
 
 KOREAN_PROMPT = "네, 알겠습니다. 그럼 시작할게요."
 """Korean initial prompt: ordinary polite spoken Korean with punctuation.
@@ -31,31 +34,40 @@ against 22.1 %). It stays here for callers who want a style prompt.
 
 @dataclass(frozen=True)
 class Preset:
-    """A named set of processor options."""
+    """A named model and :class:`~rtwhisper.options.StreamOptions`."""
 
     name: str
     description: str
     model_name: str
-    chunk_duration: float
-    overlap_duration: float
-    beam_size: int
-    language: str | None = None
-    task: str = "transcribe"
-    initial_prompt: str | None = None
-    endpoint_silence_s: float = 0.5
-    endpoint_max_silence_s: float = 1.0
-    commit_probability: float | None = None
-    commit_margin_s: float = COMMIT_MARGIN_S
-    agreement_span_s: float = 0.0
-    agreement_margin_s: float = 0.0
-    spare_chunk_duration: float | None = None
+    options: StreamOptions
 
-    def options(self) -> dict[str, object]:
-        """The processor keyword arguments this preset sets."""
-        data = asdict(self)
-        data.pop("name")
-        data.pop("description")
-        return data
+    def stream_options(self, **overrides: Any) -> StreamOptions:
+        """This preset's options with ``overrides`` (any knob of :data:`~rtwhisper.options.KNOBS`).
+
+        A longer ``endpoint_silence_s`` than the preset's ``endpoint_max_silence_s`` raises
+        that too (unless it is given as well): the pause after an unfinished phrase is never
+        shorter than after a sentence (Deepgram's ``endpointing=2000`` on the default preset).
+        A ``chunk_duration`` given without ``spare_chunk_duration`` drops the preset's spare
+        step: the caller chose the cadence (the guide's ``chunk_duration=2`` means 2 s updates,
+        not 0.3 s ones whenever a worker is free).
+        """
+        changes = dict(overrides)
+        silence = overrides.get("endpoint_silence_s")
+        if "endpoint_max_silence_s" not in overrides and isinstance(silence, (int, float)) \
+                and not isinstance(silence, bool):
+            changes["endpoint_max_silence_s"] = max(self.options.endpoint_max_silence_s, silence)
+        if "chunk_duration" in overrides and "spare_chunk_duration" not in overrides:
+            changes["spare_chunk_duration"] = None
+        return self.options.replace(**changes)
+
+
+_LIVE = StreamOptions(endpoint_max_silence_s=1.0)
+"""What every preset starts from: the library's defaults, but a second's pause (not half a second)
+ends an unfinished phrase, as the presets have always had it."""
+
+
+def _preset(name: str, description: str, model_name: str, **options: Any) -> Preset:
+    return Preset(name, description, model_name, _LIVE.replace(**options))
 
 
 # The guide's presets changed the update step, not the model or beam: a word used to wait for
@@ -85,24 +97,27 @@ spare (``spare_chunk_duration``), with ``AGREEMENT_MARGIN_S``."""
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("low_latency", "live conversation: small model, 0.5 s updates (0.3 s with a worker to spare), "
-               "greedy decoding, 0.5 s endpointing",
-               "base", 0.5, 0.2, 1, commit_probability=COMMIT_PROBABILITY,
-               agreement_margin_s=AGREEMENT_MARGIN_S, spare_chunk_duration=SPARE_CHUNK_DURATION),
-        Preset("high_accuracy", "broadcast and subtitles: large model, beam search, longer pauses end a sentence",
-               "large-v3", 1.0, 0.5, 5, endpoint_silence_s=0.8, endpoint_max_silence_s=1.5),
-        Preset("korean", "Korean only: beam 5, no initial prompt (the prompt measurably hurt)",
-               "large-v3", 0.5, 0.2, 5, language="ko"),
-        Preset("captions", "live captions (guide: WebSocket + large-v3)",
-               "large-v3", 1.0, 0.5, 5),
-        Preset("commands", "voice commands (guide: WebSocket + base): a short pause ends the command",
-               "base", 0.5, 0.2, 1, endpoint_silence_s=0.3, endpoint_max_silence_s=0.6,
-               commit_probability=COMMIT_PROBABILITY,
-               agreement_margin_s=AGREEMENT_MARGIN_S, spare_chunk_duration=SPARE_CHUNK_DURATION),
-        Preset("meeting", "meeting transcription (guide: large-v3): 2 s updates, long pauses end a sentence",
-               "large-v3", 2.0, 1.0, 5, endpoint_silence_s=1.0, endpoint_max_silence_s=2.0),
-        Preset("translate", "live translation to English (guide: large-v3 + task translate)",
-               "large-v3", 1.0, 0.5, 5, task="translate", endpoint_silence_s=0.8, endpoint_max_silence_s=1.5),
+        _preset("low_latency", "live conversation: small model, 0.5 s updates (0.3 s with a worker to spare), "
+                "greedy decoding, 0.5 s endpointing",
+                "base", chunk_duration=0.5, overlap_duration=0.2, beam_size=1, commit_probability=COMMIT_PROBABILITY,
+                agreement_margin_s=AGREEMENT_MARGIN_S, spare_chunk_duration=SPARE_CHUNK_DURATION),
+        _preset("high_accuracy", "broadcast and subtitles: large model, beam search, longer pauses end a sentence",
+                "large-v3", chunk_duration=1.0, overlap_duration=0.5, beam_size=5, endpoint_silence_s=0.8,
+                endpoint_max_silence_s=1.5),
+        _preset("korean", "Korean only: beam 5, no initial prompt (the prompt measurably hurt)",
+                "large-v3", chunk_duration=0.5, overlap_duration=0.2, beam_size=5, language="ko"),
+        _preset("captions", "live captions (guide: WebSocket + large-v3)",
+                "large-v3", chunk_duration=1.0, overlap_duration=0.5, beam_size=5),
+        _preset("commands", "voice commands (guide: WebSocket + base): a short pause ends the command",
+                "base", chunk_duration=0.5, overlap_duration=0.2, beam_size=1, endpoint_silence_s=0.3,
+                endpoint_max_silence_s=0.6, commit_probability=COMMIT_PROBABILITY,
+                agreement_margin_s=AGREEMENT_MARGIN_S, spare_chunk_duration=SPARE_CHUNK_DURATION),
+        _preset("meeting", "meeting transcription (guide: large-v3): 2 s updates, long pauses end a sentence",
+                "large-v3", chunk_duration=2.0, overlap_duration=1.0, beam_size=5, endpoint_silence_s=1.0,
+                endpoint_max_silence_s=2.0),
+        _preset("translate", "live translation to English (guide: large-v3 + task translate)",
+                "large-v3", chunk_duration=1.0, overlap_duration=0.5, beam_size=5, task="translate",
+                endpoint_silence_s=0.8, endpoint_max_silence_s=1.5),
     )
 }
 

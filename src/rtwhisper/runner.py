@@ -4,7 +4,7 @@
 what is ready; one decode at a time, on the caller's thread. ``ThreadedRunner`` is the live
 form (the command line's microphone, pipe and ``--realtime`` modes): capture runs on its own
 thread into a bounded queue, and recognition goes through a
-:class:`~rtwhisper.engine.scheduler.Scheduler`, as one stream of ``rtwhisper serve`` does.
+:class:`~rtwhisper.scheduling.Scheduler`, as one stream of ``rtwhisper serve`` does.
 With an engine of two workers (:func:`~rtwhisper.engine.serving_engine` measures that layout
 for 2 cores) the next update decodes on the second worker while the one before it still runs,
 and updates come every ``spare_chunk_duration``: the server's lone-stream path, final words
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from .engine.scheduler import Scheduler, StreamHandle
 from .errors import RecognitionError
 from .events import TranscriptEvent
 from .processor import RealtimeWhisperProcessor
+from .scheduling import Scheduler, StreamHandle, StreamStopped
 from .sources.base import AudioSource
 
 LAG_REPORT_STEP_S = 1.0
@@ -88,7 +88,7 @@ class ThreadedRunner:
         self._error: BaseException | None = None
         self._events: list[TranscriptEvent] = []
         self._closed = False
-        self._close_reason: str | None = None
+        self._close_reason: StreamStopped | None = None
         self._stopping = False
 
     @property
@@ -134,7 +134,7 @@ class ThreadedRunner:
             self._events += events
             self._lock.notify_all()
 
-    def _on_close(self, reason: str | None) -> None:  # the scheduler's thread
+    def _on_close(self, reason: StreamStopped | None) -> None:  # the scheduler's thread
         with self._lock:
             self._closed, self._close_reason = True, reason
             self._lock.notify_all()
@@ -145,7 +145,7 @@ class ThreadedRunner:
         nothing is reported before the first decode is measured: the model's first call is slow)."""
         if handle.decode_s is None:
             return float("inf")
-        step = max(self.processor.config.chunk_duration, handle.pace_s or 0.0)
+        step = max(self.processor.options.chunk_duration, handle.pace_s or 0.0)
         return 2 * step + handle.decode_s
 
     def _unheard_s(self) -> float:

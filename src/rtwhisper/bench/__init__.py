@@ -7,6 +7,8 @@
 * :mod:`.report` — ``results.json``, the Markdown table and the plots.
 """
 
-from .simulate import BenchConfig, run_benchmark, seam_errors, simulate
+from .configs import BenchConfig
+from .scoring import seam_errors
+from .simulate import run_benchmark, simulate
 
 __all__ = ["BenchConfig", "run_benchmark", "seam_errors", "simulate"]

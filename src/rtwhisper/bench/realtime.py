@@ -230,7 +230,7 @@ def realtime_run(model: str, wav: Path, reference: str, language: str | None, *,
     """Stream ``wav`` to a fresh server from ``streams`` real-time clients; score every stream."""
     from ..audio import SAMPLE_RATE
     from ..models import resolve_model
-    from .simulate import load_audio
+    from .data import load_audio
 
     audio = load_audio(wav)
     if seconds:
@@ -260,6 +260,27 @@ def realtime_run(model: str, wav: Path, reference: str, language: str | None, *,
     }
 
 
+def _write_paced(process: subprocess.Popen[bytes], audio: np.ndarray, start: list[float]) -> tuple[float, float]:
+    """Write ``WARMUP_S`` of silence (it goes through once the model is loaded), then, from a second
+    later (``start[0]``), frame *k* at ``k × 0.1 s``: (the last frame's time, the process's CPU seconds)."""
+    from ..audio import SAMPLE_RATE
+
+    assert process.stdin is not None
+    process.stdin.write(np.zeros(int(WARMUP_S * SAMPLE_RATE), dtype=np.float32).tobytes())
+    process.stdin.flush()
+    time.sleep(1.0)
+    cpu_before = stat_cpu_s(Path(f"/proc/{process.pid}/stat"))
+    start[0] = time.monotonic()
+    block = SAMPLE_RATE // 10
+    for i in range(0, len(audio), block):
+        delay = start[0] + i / SAMPLE_RATE - time.monotonic()  # frame k leaves at t0 + k × 0.1 s, as the client's
+        if delay > 0:
+            time.sleep(delay)
+        process.stdin.write(audio[i:i + block].astype(np.float32).tobytes())
+        process.stdin.flush()
+    return time.monotonic() - start[0], stat_cpu_s(Path(f"/proc/{process.pid}/stat")) - cpu_before
+
+
 def pipe_run(model: str, wav: Path, reference: str, language: str | None, *,
              timeline: list[Word] | None = None) -> dict[str, Any]:
     """``wav`` written at real-time pace to ``rtwhisper transcribe -`` (pipe mode), scored like a stream.
@@ -274,7 +295,7 @@ def pipe_run(model: str, wav: Path, reference: str, language: str | None, *,
 
     from ..audio import SAMPLE_RATE
     from ..models import resolve_model
-    from .simulate import load_audio
+    from .data import load_audio
 
     audio = load_audio(wav)
     if timeline is None:
@@ -298,22 +319,8 @@ def pipe_run(model: str, wav: Path, reference: str, language: str | None, *,
     drain = threading.Thread(target=lambda: errors.write(process.stderr.read() if process.stderr else b""),
                              daemon=True)
     drain.start()
-    cpu_before = float("nan")
     try:
-        process.stdin.write(np.zeros(int(WARMUP_S * SAMPLE_RATE), dtype=np.float32).tobytes())
-        process.stdin.flush()
-        time.sleep(1.0)
-        cpu_before = stat_cpu_s(Path(f"/proc/{process.pid}/stat"))
-        start[0] = time.monotonic()
-        block = SAMPLE_RATE // 10
-        for i in range(0, len(audio), block):
-            delay = start[0] + i / SAMPLE_RATE - time.monotonic()  # frame k leaves at t0 + k × 0.1 s, as the client's
-            if delay > 0:
-                time.sleep(delay)
-            process.stdin.write(audio[i:i + block].astype(np.float32).tobytes())
-            process.stdin.flush()
-        last_frame_s = time.monotonic() - start[0]
-        cpu_s = stat_cpu_s(Path(f"/proc/{process.pid}/stat")) - cpu_before
+        last_frame_s, cpu_s = _write_paced(process, audio, start)
         process.stdin.close()
         process.wait(timeout=120)
     finally:
@@ -339,7 +346,7 @@ def end_of_utterance_run(model: str, wav: Path, reference: str, language: str | 
                          server_args: list[str] | None = None, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Speech then silence (sent, as a microphone sends it), and a client that just stops sending."""
     from ..models import resolve_model
-    from .simulate import load_audio
+    from .data import load_audio
 
     audio = load_audio(wav)
     timeline = offline_timeline(resolve_model(model), audio, language)
@@ -409,7 +416,7 @@ def realtime_section(folder: Path, entries: list[dict[str, Any]], models: Sequen
     ``slow``: the same runs again on this machine at half speed (:class:`~.slowdown.BusyCores`),
     in ``"slow"``: one long stream, end of utterance and the capacity search per model.
     """
-    from .simulate import load_audio
+    from .data import load_audio
     from .slowdown import BusyCores
 
     out = _realtime_runs(folder, entries, models, progress=progress, capacity=capacity)

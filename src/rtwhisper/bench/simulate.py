@@ -17,29 +17,25 @@ policy itself imposes.
 from __future__ import annotations
 
 import gc
-import json
 import os
 import platform
 import resource
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..audio import read_wav16
 from ..engine import Hypothesis, WhisperEngine, device_cpu_layout, streaming_cpu_threads
-from ..engine.ctranslate2 import default_workers
-from ..engine.layout import cpu_name
+from ..engine.layout import cpu_name, default_workers
 from ..events import TranscriptEvent, Word
-from ..merger import AGREEMENT_MARGIN_S, COMMIT_MARGIN_S, COMMIT_PROBABILITY
-from ..metrics import cer, normalize_text, wer
 from ..models import resolve_model
-from ..presets import get_preset
 from ..processor import RealtimeWhisperProcessor
+from .configs import BenchConfig, default_configs
+from .data import load_audio, load_manifest
+from .scoring import FileResult, _mean, error_rate, seam_errors, summarize
 
 BLOCK_S = 0.1
 
@@ -52,97 +48,6 @@ every later commit, prefix and window, so one run's WER is one draw. Log-mels 1e
 streamed the shared English set at 3.29 and 4.25 % (``docs/benchmarks.md``). Where the update
 grid falls against the speech is what a live stream cannot choose either (when the speaker
 starts); the five phases of a 0.5 s update on 0.1 s blocks are all of them."""
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """One streaming configuration to measure."""
-
-    name: str
-    model_name: str
-    chunk_duration: float
-    overlap_duration: float
-    beam_size: int = 1
-    language: str | None = None
-    task: str = "transcribe"
-    initial_prompt: str | None = None
-    note: str = ""
-    endpoint_silence_s: float = 0.5
-    endpoint_max_silence_s: float = 1.0  # the presets' (``Preset``): "base 0.5s" is ``low_latency``
-    commit_probability: float | None = COMMIT_PROBABILITY
-    commit_margin_s: float = COMMIT_MARGIN_S
-    agreement_span_s: float = 0.0
-    agreement_margin_s: float = 0.0
-    spare_chunk_duration: float | None = None
-
-    @classmethod
-    def from_preset(cls, preset: str, available: Sequence[str], fallback: str = "base") -> BenchConfig:
-        p = get_preset(preset)
-        model, note = p.model_name, ""
-        if model not in available:
-            note = f"preset names {model}, not installed: {fallback} substituted"
-            model = fallback
-        return cls(f"preset:{preset}", model, p.chunk_duration, p.overlap_duration, p.beam_size, p.language,
-                   p.task, p.initial_prompt, note, p.endpoint_silence_s, p.endpoint_max_silence_s,
-                   p.commit_probability, p.commit_margin_s, p.agreement_span_s, p.agreement_margin_s,
-                   p.spare_chunk_duration)
-
-    def processor_options(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`RealtimeWhisperProcessor` (all but the engine and language)."""
-        return {"chunk_duration": self.chunk_duration, "overlap_duration": self.overlap_duration,
-                "beam_size": self.beam_size, "task": self.task, "initial_prompt": self.initial_prompt,
-                "endpoint_silence_s": self.endpoint_silence_s, "endpoint_max_silence_s": self.endpoint_max_silence_s,
-                "commit_probability": self.commit_probability, "commit_margin_s": self.commit_margin_s,
-                "agreement_span_s": self.agreement_span_s, "agreement_margin_s": self.agreement_margin_s,
-                "spare_chunk_duration": self.spare_chunk_duration}
-
-
-@dataclass
-class FileResult:
-    path: str
-    lang: str
-    duration_s: float
-    offline_error: float
-    streaming_error: float
-    penalty: float
-    final_latencies_s: list[float] = field(default_factory=list)
-    partial_latencies_s: list[float] = field(default_factory=list)
-    unaware_final_latencies_s: list[float] = field(default_factory=list)
-    compute_s: float = 0.0
-    duplicated_words: int = 0
-    lost_words: int = 0
-    streaming_text: str = ""
-    offline_text: str = ""
-    grid_errors: list[float] = field(default_factory=list)
-    """The error of each grid phase (:data:`GRID_PHASE_S`): unaware runs, the audio k × 0.1 s late."""
-    served_final_latencies_s: list[float] = field(default_factory=list)
-    """Computation-aware, driven as the server drives a lone stream (:func:`simulate_served`)."""
-    served_partial_latencies_s: list[float] = field(default_factory=list)
-
-
-def load_manifest(folder: Path) -> list[dict[str, Any]]:
-    path = folder / "manifest.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the benchmark set must be a folder with a manifest.jsonl")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def load_audio(path: Path) -> np.ndarray:
-    """16 kHz mono audio: WAV directly, anything else through the file source (PyAV)."""
-    if path.suffix.lower() == ".wav" and (audio := read_wav16(path)) is not None:
-        return audio
-    from ..sources import FileSource
-
-    return np.concatenate([b.samples for b in FileSource(path)])
-
-
-def error_rate(lang: str, reference: str, hypothesis: str) -> float:
-    """WER for English (and other space-separated languages), CER for Korean, Chinese and Japanese."""
-    return cer(reference, hypothesis) if lang in ("ko", "zh", "ja") else wer(reference, hypothesis)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if len(values) else None
 
 
 def simulate(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndarray, *, aware: bool
@@ -184,7 +89,7 @@ def simulate_served(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndar
                     ) -> tuple[list[tuple[float, TranscriptEvent]], float]:
     """Like :func:`simulate` (computation-aware), but driven as the server drives a lone stream.
 
-    The server's :class:`~rtwhisper.engine.scheduler.Scheduler` runs ``workers`` engine calls
+    The server's :class:`~rtwhisper.scheduling.Scheduler` runs ``workers`` engine calls
     at once: with more workers than streams a lone stream's next update goes to a free worker
     while the one before it still runs (``next_request(ahead=True)``), and its updates come
     every ``spare_chunk_duration`` (``spare=True``). Here the decodes run one after another,
@@ -236,26 +141,6 @@ def simulate_served(make: Callable[[], RealtimeWhisperProcessor], audio: np.ndar
     clock = max(clock, duration) + spent
     timeline += [(clock, e) for e in events]
     return timeline, compute + spent
-
-
-def seam_errors(offline: str, streaming: str) -> tuple[int, int]:
-    """(duplicated, lost) words of the streaming transcript aligned against the offline one.
-
-    Duplicated: an inserted run that repeats the words right before or after it. Lost: words
-    of the offline transcript that streaming deleted outright (not replaced by another word).
-    """
-    import difflib
-
-    a, b = normalize_text(offline).split(), normalize_text(streaming).split()
-    duplicated = lost = 0
-    for op, a1, a2, b1, b2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "insert":
-            n = b2 - b1
-            if b[b1:b2] == b[max(b1 - n, 0):b1] or b[b1:b2] == b[b2:b2 + n]:
-                duplicated += n
-        elif op == "delete":
-            lost += a2 - a1
-    return duplicated, lost
 
 
 RANDOM_SEED = 1
@@ -394,7 +279,7 @@ class Bench:
                    ) -> Callable[[], RealtimeWhisperProcessor]:
         """A fresh processor for each run of ``entry`` under ``config`` (on ``engine``, else the model's)."""
         engine, language = engine or self.engine(config.model_name), self.language(config, entry)
-        return lambda: RealtimeWhisperProcessor(engine=engine, language=language, **config.processor_options())
+        return lambda: RealtimeWhisperProcessor(engine=engine, options=config.options.replace(language=language))
 
     def grid_run(self, config: BenchConfig, entry: dict[str, Any], phase: int
                  ) -> tuple[float, list[tuple[float, TranscriptEvent]]]:
@@ -428,7 +313,7 @@ class Bench:
 
     def offline_config(self, model_name: str, beam_size: int) -> dict[str, Any]:
         rows = []
-        for entry in self.entries_for(BenchConfig("offline", model_name, 2, 0), include_long=True):
+        for entry in self.entries_for(BenchConfig.of("offline", model_name, 2, 0), include_long=True):
             self.progress(f"offline {model_name} beam {beam_size}: {entry['path']}")
             text, seconds = self.offline_text(model_name, beam_size, entry)
             rows.append({"path": entry["path"], "lang": entry["lang"], "duration_s": entry["duration_s"],
@@ -464,51 +349,6 @@ def _rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _mean(values: Sequence[float]) -> float | None:
-    values = [v for v in values if v == v]  # drop NaN
-    return float(np.mean(values)) if values else None
-
-
-def summarize(config: BenchConfig, results: list[FileResult], load_s: float) -> dict[str, Any]:
-    final = [x for r in results for x in r.final_latencies_s]
-    partial = [x for r in results for x in r.partial_latencies_s]
-    unaware = [x for r in results for x in r.unaware_final_latencies_s]
-    served = [x for r in results for x in r.served_final_latencies_s]
-    served_partial = [x for r in results for x in r.served_partial_latencies_s]
-    audio_s = sum(r.duration_s for r in results)
-
-    def stats(values: list[float]) -> dict[str, float | None]:
-        return {"p50": percentile(values, 50), "p90": percentile(values, 90), "max": max(values) if values else None}
-
-    en = [r for r in results if r.lang == "en"]
-    ko = [r for r in results if r.lang == "ko"]
-
-    def grid(rows: list[FileResult]) -> dict[str, Any]:
-        """The set's mean penalty in each grid phase, and their mean and spread."""
-        phases = min((len(r.grid_errors) for r in rows), default=0)
-        runs = [_mean([r.grid_errors[k] - r.offline_error for r in rows]) for k in range(phases)]
-        values = [v for v in runs if v is not None]
-        return {"phases": phases, "penalty_by_phase": runs,
-                "error": _mean([e for r in rows for e in r.grid_errors[:phases]]),
-                "penalty": float(np.mean(values)) if values else None,
-                "penalty_sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
-
-    return {
-        "name": config.name, "config": asdict(config), "files": [asdict(r) for r in results],
-        "audio_s": audio_s,
-        "wer_en": _mean([r.streaming_error for r in en]), "offline_wer_en": _mean([r.offline_error for r in en]),
-        "cer_ko": _mean([r.streaming_error for r in ko]), "offline_cer_ko": _mean([r.offline_error for r in ko]),
-        "penalty_en": _mean([r.penalty for r in en]), "penalty_ko": _mean([r.penalty for r in ko]),
-        "grid_en": grid(en), "grid_ko": grid(ko),
-        "final_latency_s": stats(final), "partial_latency_s": stats(partial),
-        "unaware_final_latency_s": stats(unaware),
-        "served_final_latency_s": stats(served), "served_partial_latency_s": stats(served_partial),
-        "rtf": sum(r.compute_s for r in results) / max(audio_s, 1e-9), "model_load_s": load_s,
-        "duplicated_words": sum(r.duplicated_words for r in results),
-        "lost_words": sum(r.lost_words for r in results),
-    }
-
-
 def environment(device: str, compute_type: str) -> dict[str, Any]:
     import ctranslate2
     import faster_whisper
@@ -521,30 +361,6 @@ def environment(device: str, compute_type: str) -> dict[str, Any]:
             "ctranslate2": ctranslate2.__version__, "numpy": np.__version__, "device": device,
             "compute_type": compute_type, "ct2_cuda_devices": ctranslate2.get_cuda_device_count(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-
-
-def default_configs(available: Sequence[str], *, quick: bool = False) -> list[BenchConfig]:
-    """The comparisons of one run: the main settings on both models, the presets, and a sweep of the knobs."""
-    # The server's and CLI's default (``low_latency``) on both models.
-    configs = [replace(BenchConfig.from_preset("low_latency", available), name="base 0.5s", model_name="base")]
-    if "tiny.en" in available:
-        configs.append(replace(configs[0], name="tiny.en 0.5s", model_name="tiny.en"))
-    if quick:
-        return configs
-    configs += [BenchConfig.from_preset(p, available) for p in ("high_accuracy", "korean", "captions")]
-    # The knobs against each other: update step, the commit rule, the endpoint pause.
-    configs += [BenchConfig(f"sweep base {c:g}s", "base", c, 0.2) for c in (0.3, 1.0, 2.0)]
-    configs += [BenchConfig(f"sweep base 0.3s agreement margin {AGREEMENT_MARGIN_S:g}s", "base", 0.3, 0.2,
-                            agreement_margin_s=AGREEMENT_MARGIN_S)]
-    configs += [BenchConfig("sweep base 0.5s agreement only", "base", 0.5, 0.2, commit_probability=None),
-                BenchConfig("sweep base 0.25s agreeing over 0.5s", "base", 0.25, 0.2, agreement_span_s=0.5),
-                BenchConfig("sweep base 0.5s endpoint 0.3s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
-                            endpoint_max_silence_s=0.3),
-                BenchConfig("sweep base 0.5s endpoint 0.3/1.0s", "base", 0.5, 0.2, endpoint_silence_s=0.3,
-                            endpoint_max_silence_s=1.0),
-                BenchConfig("sweep base 0.5s endpoint 1.0s", "base", 0.5, 0.2, endpoint_silence_s=1.0,
-                            endpoint_max_silence_s=1.0)]
-    return configs
 
 
 def run_benchmark(folder: Path, out: Path, *, configs: Sequence[BenchConfig] | None = None, device: str = "cpu",

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from .data import load_audio, load_manifest
 from .realtime import offline_timeline, start_server
-from .simulate import load_audio, load_manifest
 
 GAP_S = 1.5
 """Silence after each clip: a user waiting for the agent's answer."""

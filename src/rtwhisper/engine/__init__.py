@@ -3,7 +3,6 @@
 * :mod:`.interface` — what the processor asks for (:class:`DecodeRequest`) and gets back
   (:class:`Hypothesis`), and the :class:`Engine` protocol;
 * :mod:`.ctranslate2` — :class:`WhisperEngine`: batched encode / generate / align over CTranslate2;
-* :mod:`.scheduler` — many streams' due windows → batches for one engine;
 * :mod:`.cuda` — finding CUDA libraries, and the ``auto`` device that falls back to the CPU;
 * :mod:`.layout` — how decodes share the CPU (workers × threads), measured once per machine.
 """
@@ -12,8 +11,9 @@ from __future__ import annotations
 
 import threading
 
-from .ctranslate2 import WhisperEngine, default_workers, device_cpu_layout, runs_on_cpu, streaming_cpu_threads
-from .cuda import COMPUTE_TYPES, DEVICES, CudaUnavailableError, resolve_compute_type
+from ..models import resolve_model
+from .ctranslate2 import WhisperEngine
+from .cuda import COMPUTE_TYPES, DEVICES, CudaUnavailableError, resolve_compute_type, runs_on_cpu
 from .interface import (
     MAX_TOKENS_PER_SECOND,
     TASKS,
@@ -26,7 +26,7 @@ from .interface import (
     Task,
     validate_language,
 )
-from .layout import CpuLayout, cpu_layout
+from .layout import CpuLayout, cpu_layout, default_cpu_threads, default_workers
 
 __all__ = [
     "COMPUTE_TYPES",
@@ -44,12 +44,15 @@ __all__ = [
     "Task",
     "WhisperEngine",
     "cpu_layout",
+    "default_cpu_threads",
+    "default_workers",
     "device_cpu_layout",
     "resolve_compute_type",
     "runs_on_cpu",
     "serving_engine",
     "shared_engine",
     "streaming_cpu_threads",
+    "streaming_engine",
     "validate_language",
 ]
 
@@ -80,9 +83,52 @@ def shared_engine(
         return engine
 
 
+def streaming_cpu_threads(model_path: str, compute_type: str = "auto", device: str = "cpu") -> int:
+    """CPU threads for the decodes of one stream that has the engine to itself, measured on this
+    machine (:func:`~rtwhisper.engine.layout.cpu_layout`, ``library_threads``); 0 (the engine's
+    default, nothing measured) where ``device`` does not decode on the CPU.
+
+    A streaming window's decoder steps multiply small matrices, and whether intra-op threads
+    speed them up depends on the CPU: on a 2-core Intel Xeon one `base` update took 328 ms on
+    one thread and 439 ms on two, on a 2-core AMD EPYC 1.43 s and 1.23 s. Whole files, whose
+    30 s windows are large, keep every core.
+    """
+    layout = device_cpu_layout(model_path, compute_type, device)
+    return layout.library_threads if layout is not None else 0
+
+
+def device_cpu_layout(model_path: str, compute_type: str = "auto", device: str = "cpu") -> CpuLayout | None:
+    """How decodes share this machine's CPU for the model (:func:`~rtwhisper.engine.layout.cpu_layout`,
+    measured once per machine, model and compute type), or ``None`` where ``device`` does not
+    decode on the CPU: the library's threads, and the server's workers and threads when told
+    neither (``rtwhisper serve``, and the benchmark's served clock that mirrors it)."""
+    if not runs_on_cpu(device):
+        return None
+    compute_type = resolve_compute_type(compute_type, "cpu")
+
+    def make_engine(threads: int, workers: int) -> WhisperEngine:
+        return WhisperEngine(model_path, device="cpu", compute_type=compute_type, cpu_threads=threads,
+                             num_workers=workers)
+
+    return cpu_layout(model_path, compute_type, make_engine)
+
+
+def streaming_engine(model_name: str, *, device: str = "auto", compute_type: str = "auto",
+                     cpu_threads: int = 0) -> WhisperEngine:
+    """The engine a processor made by model name decodes with, one window at a time: the model
+    resolved (:func:`~rtwhisper.models.resolve_model`) and loaded once per process, with
+    ``cpu_threads`` or else :func:`streaming_cpu_threads` (measured once per machine and cached).
+
+    The processor itself does no I/O; this factory is where loading and measuring happen.
+    """
+    path = resolve_model(model_name)
+    return shared_engine(path, device=device, compute_type=compute_type,
+                         cpu_threads=cpu_threads or streaming_cpu_threads(path, compute_type, device))
+
+
 def serving_engine(model_path: str, *, device: str = "auto", compute_type: str = "auto", workers: int = 0,
                    cpu_threads: int = 0) -> tuple[WhisperEngine, CpuLayout | None]:
-    """The engine a :class:`~rtwhisper.engine.scheduler.Scheduler` serves streams from, and the
+    """The engine a :class:`~rtwhisper.scheduling.Scheduler` serves streams from, and the
     measured layout it took (``None`` if none was measured).
 
     ``workers`` engine calls at once of ``cpu_threads`` each; neither given, how decodes share

@@ -24,11 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -54,93 +52,39 @@ from .interface import (
     SegmentScores,
     validate_options,
 )
-from .layout import CpuLayout, available_cores, cpu_layout, prime_cpu_threads
+from .layout import default_cpu_threads, prime_cpu_threads
+from .window import (
+    CLOSING_MIN_S,
+    CLOSING_SILENCE_S,
+    COMPRESSION_RATIO_THRESHOLD,
+    FALLBACK_BEAM_SIZE,
+    FORCED_PREFIX_WORDS,
+    FRAME_BUCKET,
+    FRAMES_PER_SECOND,
+    FULL_INPUT_FRAMES,
+    LOG_PROB_THRESHOLD,
+    MAX_PROMPT_TOKENS,
+    NO_SPEECH_THRESHOLD,
+    _bucketed,
+    _compression_ratio,
+    _Conditioning,
+    _even,
+    _hotwords,
+    _Item,
+    _Language,
+    _rank,
+    _stops_short,
+    silence_level,
+)
+from .words import (
+    _anomalous,
+    _forced_start,
+    _last_word_end_s,
+    _loops_back,
+    _timed_words,
+)
 
 log = logging.getLogger("rtwhisper.engine")
-
-COMPRESSION_RATIO_THRESHOLD = 2.4
-LOG_PROB_THRESHOLD = -1.0
-NO_SPEECH_THRESHOLD = 0.6
-"""Whisper's silence rule: no-speech probability over 0.6 with a mean log-probability under −1."""
-ANOMALY_SCORE = 3.0
-"""Word-timing anomaly at which a window Whisper thinks silent is read as silence (``_anomalous``)."""
-FALLBACK_BEAM_SIZE = 5
-FRAMES_PER_SECOND = 100  # log-mel frames
-FULL_INPUT_FRAMES = 3000  # Whisper's 30 s
-FRAME_BUCKET = 200
-"""Encoder inputs are rounded up to 2 s steps so that windows of similar length share a batch."""
-CLOSING_MIN_S = 20.0
-CLOSING_SILENCE_S = 4.0
-"""A closing window's encoder input: its audio and at least this much silence, at least
-``CLOSING_MIN_S`` in all (``WhisperEngine`` says why not Whisper's 30 s)."""
-SILENCE_LOG_MEL = -1.5
-"""Whisper's normalised log-mel of digital silence, ``(log10(1e-10) + 4) / 4``."""
-LOG_MEL_RANGE = 2.0
-"""Whisper keeps 8 log10 units below a recording's loudest frame: 2 once normalised (÷ 4)."""
-MAX_PROMPT_TOKENS = 223  # Whisper's max_length // 2 - 1
-PROMPT_TOKENS = 32
-"""Previous-text prompt length once a stream has that much final text (see ``_bucketed``)."""
-FORCED_PREFIX_WORDS = 4
-"""Words of a window's final text that the decoder is forced through; the words before them
-join the previous-text prompt (and all of them are aligned, so word times do not change).
-
-CTranslate2 reads a prompt in one pass but forces a prefix token by token, each step as dear
-as a decoded one, and a streaming window's final text is most of its tokens (4321 forced
-against 2380 read over the 214 updates of the long LJ file). The decoder needs only the last
-few final words to find where it stands in the audio; the words before are context, which a
-prompt gives as well (Whisper's own way with text before its window). Measured on those
-updates (``base``, one AMD EPYC core): ``generate`` 0.34–0.36 s → 0.19–0.21 s a window with 3
-to 5 words forced; in real time (the long LJ file's first 60 s, one stream, 2 cores) final
-p50 1.50 → 1.12–1.18 s and server CPU 102 → 76 s, the same words; over the shared set's
-grid phases the same WER and CER within their spread (``docs/benchmarks.md``). A decode
-that goes back to an earlier place where those words were said is decoded again forced
-through all of them (``_loops_back``)."""
-_SENTENCE_MARKS = ".。!！?？"
-_PREPEND_PUNCTUATION = "\"'“¿([{-"
-_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
-
-
-_Conditioning = Literal["tail", "whole", "bare"]
-"""How a decode is conditioned on text (``_Item.conditioning``)."""
-
-_Language = tuple[str, float, str | None, float | None]
-"""(language to decode in, its probability, detected language, its probability)."""
-
-
-@dataclass
-class _Item:
-    """One request on its way through a batch."""
-
-    index: int
-    request: DecodeRequest
-    features: np.ndarray  # (n_mels, frames): the window's log-mel, unpadded
-    tokenizer: Any
-    prompt: list[int]  # previous-text part, may be empty
-    prefix: list[int]  # the window's final text: aligned, and forced after the start sequence
-    context: list[int]  # ``prompt`` and the head of ``prefix``: the prompt when only ``forced`` is forced
-    forced: list[int]  # the tail of ``prefix`` (``FORCED_PREFIX_WORDS``)
-    language: str
-    language_probability: float
-    detected_language: str | None
-    detected_probability: float | None
-    tokens: list[int] | None = None
-    avg_logprob: float = 0.0
-    no_speech_prob: float = 0.0
-    attempts: int = 0
-    alignment: Any = None
-
-    @property
-    def content_frames(self) -> int:
-        return int(self.features.shape[-1])
-
-    def conditioning(self, how: _Conditioning) -> tuple[list[int], list[int]]:
-        """(previous-text prompt, forced prefix) for a decode: the last final words forced and the
-        words before them in the prompt (``tail``), all of them forced after the prompt
-        (``whole``), or all of them forced and no prompt (``bare``: Whisper's retry)."""
-        if how == "tail":
-            return self.context, self.forced
-        return (self.prompt if how == "whole" else []), self.prefix
-
 
 class WhisperEngine:
     """A Whisper model on CTranslate2, serving batches of windows. Thread-safe.
@@ -206,20 +150,8 @@ class WhisperEngine:
         wanted = device
         if device == "auto":
             wanted = "cuda" if cuda_device_count() > 0 else "cpu"
-        if wanted == "cuda":
-            preload_cuda_libraries()
-            try:
-                model = WhisperModel(model_path, device="cuda", compute_type=resolve_compute_type(compute_type, "cuda"),
-                                     num_workers=num_workers)
-                probe_cuda(model.model, model.feature_extractor.mel_filters.shape[0])
-                self.device = "cuda"
-            except Exception as exc:
-                hint = cuda_error_hint(exc)
-                if device == "cuda":
-                    raise CudaUnavailableError(f"CUDA cannot run {model_path!r}: {hint}") from exc
-                self.fallback_reason = hint
-                log.warning("rtwhisper: the GPU cannot run the model (%s); running on the CPU", hint)
-        if self.device == "cpu":
+        model = self._load_on_gpu(model_path, device, compute_type, num_workers) if wanted == "cuda" else None
+        if model is None:
             self.cpu_threads = cpu_threads or default_cpu_threads(num_workers)
             if self.cpu_threads > 1:
                 prime_cpu_threads(model_path, compute_type)
@@ -234,6 +166,26 @@ class WhisperEngine:
         self._tokenizers_lock = threading.Lock()
         cores = os.cpu_count() or 1
         self._feature_pool = ThreadPoolExecutor(min(8, cores), "rtw-features") if cores > 2 else None
+
+    def _load_on_gpu(self, model_path: str, device: str, compute_type: str, num_workers: int) -> Any:
+        """The model on the GPU, or ``None`` where ``device="auto"`` falls back to the CPU (why, in
+        ``fallback_reason``); ``device="cuda"`` that cannot run is a :class:`CudaUnavailableError`."""
+        from faster_whisper import WhisperModel
+
+        preload_cuda_libraries()
+        try:
+            model = WhisperModel(model_path, device="cuda", compute_type=resolve_compute_type(compute_type, "cuda"),
+                                 num_workers=num_workers)
+            probe_cuda(model.model, model.feature_extractor.mel_filters.shape[0])
+        except Exception as exc:
+            hint = cuda_error_hint(exc)
+            if device == "cuda":
+                raise CudaUnavailableError(f"CUDA cannot run {model_path!r}: {hint}") from exc
+            self.fallback_reason = hint
+            log.warning("rtwhisper: the GPU cannot run the model (%s); running on the CPU", hint)
+            return None
+        self.device = "cuda"
+        return model
 
     # -- public ------------------------------------------------------------------------------
 
@@ -290,7 +242,7 @@ class WhisperEngine:
             audio, language=language, task=options.task, beam_size=options.beam_size,
             temperature=0.0, word_timestamps=word_timestamps,
             condition_on_previous_text=condition_on_previous_text,
-            initial_prompt=options.prompt or None, vad_filter=options.vad)
+            initial_prompt=options.prompt or None, hotwords=options.hotwords or None, vad_filter=options.vad)
 
         def events() -> Iterator[tuple[TranscriptEvent, SegmentScores]]:
             for index, seg in enumerate(segments):
@@ -347,8 +299,9 @@ class WhisperEngine:
             prefix = tokenizer.encode(" " + options.prefix.strip()) if options.prefix and options.prefix.strip() else []
             prefix = prefix[-MAX_PROMPT_TOKENS:]
             cut = _forced_start(tokenizer, prefix, self.forced_prefix_words)
-            items.append(_Item(i, request, features[i], tokenizer, _bucketed(prompt), prefix,
-                               _bucketed(prompt + prefix[:cut]), prefix[cut:], language, probability, detected,
+            hot = _hotwords(tokenizer, options.hotwords)
+            items.append(_Item(i, request, features[i], tokenizer, hot + _bucketed(prompt), prefix,
+                               hot + _bucketed(prompt + prefix[:cut]), prefix[cut:], language, probability, detected,
                                detected_p))
         self._generate(items, encoded, beam_size, "tail", blocked_ngrams=0)
         # A decoder forced through the last final words only that went back to an earlier
@@ -527,262 +480,3 @@ class WhisperEngine:
         return Hypothesis(words, it.language, it.language_probability, it.no_speech_prob, it.avg_logprob,
                           it.attempts, self._passes(it) or silent, silent=silent,
                           detected_language=it.detected_language, detected_probability=it.detected_probability)
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def default_cpu_threads(num_workers: int = 1) -> int:
-    """The cores this process may run on, shared by the workers."""
-    return max(1, available_cores() // max(1, num_workers))
-
-
-def runs_on_cpu(device: str) -> bool:
-    """Whether an engine for ``device`` decodes on the CPU (``auto`` without a visible GPU)."""
-    return device == "cpu" or (device == "auto" and cuda_device_count() == 0)
-
-
-def streaming_cpu_threads(model_path: str, compute_type: str = "auto", device: str = "cpu") -> int:
-    """CPU threads for the decodes of one stream that has the engine to itself, measured on this
-    machine (:func:`~rtwhisper.engine.layout.cpu_layout`, ``library_threads``); 0 (the engine's
-    default, nothing measured) where ``device`` does not decode on the CPU.
-
-    A streaming window's decoder steps multiply small matrices, and whether intra-op threads
-    speed them up depends on the CPU: on a 2-core Intel Xeon one `base` update took 328 ms on
-    one thread and 439 ms on two, on a 2-core AMD EPYC 1.43 s and 1.23 s. Whole files, whose
-    30 s windows are large, keep every core.
-    """
-    layout = device_cpu_layout(model_path, compute_type, device)
-    return layout.library_threads if layout is not None else 0
-
-
-def device_cpu_layout(model_path: str, compute_type: str = "auto", device: str = "cpu") -> CpuLayout | None:
-    """How decodes share this machine's CPU for the model (:func:`~rtwhisper.engine.layout.cpu_layout`,
-    measured once per machine, model and compute type), or ``None`` where ``device`` does not
-    decode on the CPU: the library's threads, and the server's workers and threads when told
-    neither (``rtwhisper serve``, and the benchmark's served clock that mirrors it)."""
-    if not runs_on_cpu(device):
-        return None
-    return cpu_layout(model_path, resolve_compute_type(compute_type, "cpu"))
-
-
-def default_workers(device: str) -> int:
-    """Engine calls to run at once when neither workers nor threads are measured or given: 1 on a
-    GPU (more were not measured), else 2 on a CPU with 2 cores or more.
-
-    A server on a CPU told neither asks :func:`~rtwhisper.engine.layout.cpu_layout`, which
-    measures two workers against one (on 2 Intel cores two one-thread workers beat one
-    two-thread worker for every load tried; on 2 AMD cores one two-thread worker won).
-    """
-    if not runs_on_cpu(device):
-        return 1
-    return min(2, available_cores())
-
-
-def _bucketed(prompt: list[int]) -> list[int]:
-    """The previous-text prompt, cut (oldest tokens first) to at most ``PROMPT_TOKENS``.
-
-    CTranslate2 batches only prompts whose ``<|startoftranscript|>`` sits at the same position.
-    The processor passes ~200 characters of final text (40–50 English tokens), so past its
-    first seconds every stream's prompt is exactly ``PROMPT_TOKENS`` long and shares one
-    ``generate`` with the others; Whisper cuts its prompt the same way (the last
-    ``max_length // 2 - 1`` tokens). Padding short prompts to one length instead (with spaces)
-    changed words: on jfk "what your country" became "why you are country".
-    """
-    return prompt[-PROMPT_TOKENS:]
-
-
-def silence_level(features: np.ndarray) -> float:
-    """The value that pads a window's log-mel to the encoder's input length: silence, as Whisper hears it.
-
-    OpenAI's Whisper appends 30 s of zeros to the audio before the log-mel
-    (``log_mel_spectrogram(audio, padding=N_SAMPLES)``), so in its own transcription the
-    input past the speech is digital silence: the floor, 8 log10 units below the loudest
-    frame. faster-whisper pads the finished features with 0 instead (its ``pad_or_trim``):
-    log10 −4, several units over that floor for speech, a faint sound still going on.
-    Padded with it, a closing window (the speech ended) read its last word as unfinished
-    ("natural there for..." for "therefore" at the end of LJ001-0016). Interim windows, whose
-    speech goes on, keep the 0 (``WhisperEngine._encode``); measured in ``docs/streaming.md``.
-    """
-    if features.size == 0:
-        return SILENCE_LOG_MEL
-    return max(SILENCE_LOG_MEL, float(features.max()) - LOG_MEL_RANGE)
-
-
-def _even(frames: int) -> int:
-    """The encoder's stride-2 convolution wants an even number of frames."""
-    return frames + frames % 2
-
-
-def _compression_ratio(text: str) -> float:
-    data = text.encode("utf-8")
-    return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-def _rank(tokenizer: Any, tokens: list[int], avg_logprob: float) -> tuple[bool, float]:
-    """Whisper's "best of the failed decodes": under the compression threshold first, then by log-probability."""
-    return (_compression_ratio(tokenizer.decode(tokens)) <= COMPRESSION_RATIO_THRESHOLD, avg_logprob)
-
-
-LOOP_BACK_TOKENS = 4
-"""Tokens in a row that a decode repeats from its prompt or the window's final text to be taken
-as having gone back to where they were said (``_loops_back``)."""
-
-
-def _loops_back(tokens: list[int], context: list[int], n: int = LOOP_BACK_TOKENS) -> bool:
-    """Whether ``tokens`` repeat ``n`` tokens in a row of ``context``.
-
-    Forced through the last final words only, the decoder sometimes finds them (or words like
-    them) earlier in the window and reads on from there: on LJ001-0005, forced through "As the
-    invention of", the closing decode went on "movable metal letters in the middle of…" from
-    the sentence's start "The invention of movable metal letters", and the merger, which drops
-    a hypothesis that repeats final words, lost "the art of printing." A repeat that was really
-    said costs a second decode, not a word.
-    """
-    if len(tokens) < n or len(context) < n:
-        return False
-    said = {tuple(context[i:i + n]) for i in range(len(context) - n + 1)}
-    return any(tuple(tokens[i:i + n]) in said for i in range(len(tokens) - n + 1))
-
-
-def _forced_start(tokenizer: Any, prefix: list[int], words: int | None) -> int:
-    """Where in ``prefix`` the forced part starts: at the last ``words`` words (``FORCED_PREFIX_WORDS``).
-
-    Cut between words as faster-whisper's tokenizer splits them (on spaces; on whole Unicode
-    characters for languages written without them), so neither part holds half a Hangul
-    syllable; punctuation does not count as a word. ``None`` forces the whole prefix.
-    """
-    if words is None or not prefix:
-        return 0
-    _, word_tokens = tokenizer.split_to_word_tokens(list(prefix))
-    cut = len(prefix)
-    counted = 0
-    for toks in reversed(word_tokens):
-        if counted == words:
-            break
-        cut -= len(toks)
-        if any(ch.isalnum() for ch in tokenizer.decode(toks)):
-            counted += 1
-    return cut
-
-
-def _timed_words(tokenizer: Any, prefix: list[int], tokens: list[int], alignment: Any) -> tuple[Word, ...]:
-    """The words after ``prefix``, timed by the alignment of ``prefix + tokens``.
-
-    Words are split by faster-whisper's tokenizer (on spaces, or on whole Unicode characters for
-    languages written without them), so a word never holds half a Hangul syllable; a last word
-    whose bytes are incomplete (the decoder stopped inside a character) is dropped. Punctuation
-    joins its word, as in Whisper's ``merge_punctuations``.
-    """
-    text_tokens = [*prefix, *tokens]
-    words, word_tokens = tokenizer.split_to_word_tokens([*text_tokens, tokenizer.eot])
-    if len(word_tokens) <= 1:
-        return ()
-    pairs = alignment.alignments
-    if not pairs:
-        return ()
-    text_indices = np.array([p[0] for p in pairs])
-    time_indices = np.array([p[1] for p in pairs])
-    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
-    jump_times = time_indices[jumps] / 50.0  # encoder frames: 20 ms
-    probabilities = np.asarray(alignment.text_token_probs, dtype=np.float64)
-    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-    entries = []
-    for k, (word, toks) in enumerate(zip(words[:-1], word_tokens[:-1], strict=True)):
-        a, b = int(boundaries[k]), int(boundaries[k + 1])
-        if b > len(jump_times) - 1 or a >= len(jump_times):
-            break
-        probability = float(np.mean(probabilities[a:b])) if a < b <= len(probabilities) else 0.0
-        entries.append({"word": word, "tokens": toks, "first": a, "last": b,
-                        "start": float(jump_times[a]), "end": float(jump_times[b]), "probability": probability})
-    _merge_punctuation(entries)
-    _truncate_long_words(entries)
-    out = []
-    for e in entries:
-        if not e["word"] or e["last"] <= len(prefix):
-            continue  # punctuation merged away, or a word of the prefix
-        text = e["word"]
-        if e["first"] < len(prefix):
-            # A word the decoder continued past the prefix ("flour" + "-fatten"): only its new
-            # part, and nothing if that is punctuation alone (a comma after a final word).
-            text = tokenizer.decode(text_tokens[len(prefix):e["last"]])
-            if not any(ch.isalnum() for ch in text):
-                continue
-        if "\ufffd" in text:
-            continue  # incomplete bytes: half a character
-        out.append(Word(text, e["start"], max(e["end"], e["start"]), e["probability"]))
-    return tuple(out)
-
-
-SHORTFALL_S = 0.4
-"""Speech after a closing decode's last word beyond which the window is decoded again
-(``DecodeOptions.speech_end_s``)."""
-
-
-def _last_word_end_s(tokenizer: Any, prefix: list[int], tokens: list[int], alignment: Any) -> float:
-    """Where a decode's last new word ends in its window (0 with none)."""
-    if not tokens or alignment is None:
-        return 0.0
-    words = _timed_words(tokenizer, prefix, tokens, alignment)
-    return words[-1].end_s if words else 0.0
-
-
-def _stops_short(it: _Item) -> bool:
-    """Whether a decode's words end ``SHORTFALL_S`` or more before the speech of its window does."""
-    speech_end_s = it.request.options.speech_end_s
-    if speech_end_s is None or not it.tokens or it.alignment is None:
-        return False
-    return _last_word_end_s(it.tokenizer, it.prefix, it.tokens, it.alignment) < speech_end_s - SHORTFALL_S
-
-
-def _anomalous(words: Sequence[Word]) -> bool:
-    """faster-whisper's hallucination test (``hallucination_silence_threshold``, after openai/whisper).
-
-    Each word scores 1 for a probability under 0.15, up to 2 for lasting under 133 ms and its
-    excess over 2 s; the first eight words with letters in them are anomalous at 3 in all, or
-    when nearly every one of them is.
-    """
-    spoken = [w for w in words if any(ch.isalnum() for ch in w.text)][:8]
-    if not spoken:
-        return False
-    score = 0.0
-    for w in spoken:
-        duration = w.end_s - w.start_s
-        score += (w.probability < 0.15) + max(0.0, 0.133 - duration) * 15 + max(0.0, duration - 2.0)
-    return score >= ANOMALY_SCORE or score + 0.01 >= len(spoken)
-
-
-def _merge_punctuation(entries: list[dict[str, Any]]) -> None:
-    """Attach opening punctuation to the next word and closing punctuation to the previous one."""
-    for i in range(len(entries) - 2, -1, -1):
-        previous, following = entries[i], entries[i + 1]
-        if previous["word"].startswith(" ") and previous["word"].strip() in _PREPEND_PUNCTUATION \
-                and previous["word"].strip():
-            following["word"] = previous["word"] + following["word"].lstrip()
-            following["first"] = previous["first"]
-            following["start"] = min(previous["start"], following["start"])
-            previous["word"] = ""
-    last = None
-    for e in entries:
-        if not e["word"]:
-            continue
-        if last is not None and not last["word"].endswith(" ") and e["word"] in _APPEND_PUNCTUATION:
-            last["word"] += e["word"]
-            last["last"] = e["last"]
-            e["word"] = ""
-            continue
-        last = e
-
-
-def _truncate_long_words(entries: list[dict[str, Any]]) -> None:
-    """Whisper's word-timing fix at sentence boundaries: no word there longer than twice the median."""
-    durations = np.array([e["end"] - e["start"] for e in entries if e["word"]])
-    durations = durations[durations.nonzero()]
-    if not len(durations):
-        return
-    max_duration = 2 * min(0.7, float(np.median(durations)))
-    for i in range(1, len(entries)):
-        e, previous = entries[i], entries[i - 1]
-        if e["word"] and e["end"] - e["start"] > max_duration and previous["word"].rstrip().endswith(
-                tuple(_SENTENCE_MARKS)):
-            e["start"] = e["end"] - max_duration

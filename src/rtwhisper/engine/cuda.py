@@ -123,3 +123,8 @@ def resolve_compute_type(compute_type: str, device: str) -> str:
 def check_device(device: str) -> None:
     if device not in DEVICES:
         raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
+
+
+def runs_on_cpu(device: str) -> bool:
+    """Whether an engine for ``device`` decodes on the CPU (``auto`` without a visible GPU)."""
+    return device == "cpu" or (device == "auto" and cuda_device_count() == 0)

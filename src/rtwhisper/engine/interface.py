@@ -2,7 +2,7 @@
 
 The processor asks "recognise this window with these options, give me timed words"; an
 :class:`Engine` answers a whole batch of such requests at once, so that one model can serve
-the windows that many streams have due (:mod:`rtwhisper.engine.scheduler`). A fake engine
+the windows that many streams have due (:mod:`rtwhisper.scheduling`). A fake engine
 drives the fast property tests; :class:`rtwhisper.engine.ctranslate2.WhisperEngine` is the
 real one.
 """
@@ -38,6 +38,9 @@ class DecodeOptions:
     beam_size: int = 1
     prompt: str | None = None
     """Text said before the window (Whisper's ``<|startofprev|>`` context): style and vocabulary."""
+    hotwords: str | None = None
+    """Terms to expect (a stream's ``keyterms``), read before the prompt by every decode and never cut
+    from it, as faster-whisper's ``hotwords``: Whisper then spells a name it would otherwise guess."""
     prefix: str | None = None
     """Text already final at the start of the window. The decoder is forced through it and only
     the words after it are returned, so final words are never decoded twice (the forced-prefix

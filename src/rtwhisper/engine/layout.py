@@ -48,12 +48,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .interface import Engine
 
 if TYPE_CHECKING:
     from .interface import DecodeRequest
@@ -155,8 +157,14 @@ def choose(cores: int, probe_s: dict[str, float], *, source: str = "measured") -
     return CpuLayout(1 if whole else 2, cores if whole else share, library, dict(probe_s), source)
 
 
-def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | None = None) -> CpuLayout:
-    """This machine's layout for ``model_path``: from the cache, else measured (and cached).
+EngineFactory = Callable[[int, int], Engine]
+"""(threads, workers) → an engine of the model to measure, on the CPU."""
+
+
+def cpu_layout(model_path: str, compute_type: str, make_engine: EngineFactory, *,
+               cache: Path | None = None) -> CpuLayout:
+    """This machine's layout for ``model_path``: from the cache, else measured with engines from
+    ``make_engine`` (and cached).
 
     ``cache``: the cache file (default ``cpu-layout.json`` in rtwhisper's cache folder).
     """
@@ -176,7 +184,7 @@ def cpu_layout(model_path: str, compute_type: str = "auto", *, cache: Path | Non
             except (KeyError, TypeError, ValueError):
                 pass  # an entry of another shape: measure again
         log.info("rtwhisper: measuring how this CPU decodes %s best (once; cached in %s)", model_path, path)
-        layout = choose(cores, probe(model_path, compute_type, cores))
+        layout = choose(cores, probe(make_engine, cores))
         entries[key] = {"probe_s": layout.probe_s, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,15 +210,10 @@ def probe_request() -> DecodeRequest:
     return DecodeRequest(audio[: int(PROBE_S * SAMPLE_RATE)], DecodeOptions(language="en", prefix=PROBE_PREFIX))
 
 
-def probe(model_path: str, compute_type: str, cores: int) -> dict[str, float]:
+def probe(make_engine: EngineFactory, cores: int) -> dict[str, float]:
     """Seconds per :func:`probe_request` decode: split (two at once, and alone) and whole."""
-    from .ctranslate2 import WhisperEngine
-
     request = probe_request()
-
-    def engine(threads: int, workers: int) -> WhisperEngine:
-        return WhisperEngine(model_path, device="cpu", compute_type=compute_type, cpu_threads=threads,
-                             num_workers=workers)
+    engine = make_engine
 
     def split_figures() -> dict[str, float]:
         split = engine(max(1, cores // 2), 2)
@@ -346,3 +349,23 @@ def _read(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def default_cpu_threads(num_workers: int = 1) -> int:
+    """The cores this process may run on, shared by the workers."""
+    return max(1, available_cores() // max(1, num_workers))
+
+
+def default_workers(device: str) -> int:
+    """Engine calls to run at once when neither workers nor threads are measured or given: 1 on a
+    GPU (more were not measured), else 2 on a CPU with 2 cores or more.
+
+    A server on a CPU told neither asks :func:`~rtwhisper.engine.layout.cpu_layout`, which
+    measures two workers against one (on 2 Intel cores two one-thread workers beat one
+    two-thread worker for every load tried; on 2 AMD cores one two-thread worker won).
+    """
+    from .cuda import runs_on_cpu
+
+    if not runs_on_cpu(device):
+        return 1
+    return min(2, available_cores())

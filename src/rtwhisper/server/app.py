@@ -1,7 +1,7 @@
 """The ASGI app: WebSocket streaming, the HTTP API and the browser page on one port (wiring only).
 
 Built on FastAPI/Starlette and served by uvicorn (no hand-rolled HTTP or WebSocket framing).
-One model is loaded per process; a :class:`~rtwhisper.engine.scheduler.Scheduler` serves every
+One model is loaded per process; a :class:`~rtwhisper.scheduling.Scheduler` serves every
 stream's windows from it in batches on its own thread, and uploads run on a worker thread, so
 the event loop never waits for recognition.
 
@@ -24,10 +24,9 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from .. import __version__
 from ..engine import WhisperEngine, serving_engine
-from ..engine.ctranslate2 import default_workers
-from ..engine.layout import REAL_TIME_UPDATE_S
-from ..engine.scheduler import Scheduler
+from ..engine.layout import REAL_TIME_UPDATE_S, default_workers
 from ..models import resolve_model
+from ..scheduling import Scheduler
 from .config import ServerConfig
 from .http import Guard
 from .openai_api import add_openai_routes
@@ -79,6 +78,15 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
     add_routes(app, state)
     add_openai_routes(app, state)
 
+    _add_stream_routes(app, state)
+    app.add_middleware(Guard, config=config)
+    return app
+
+
+def _add_stream_routes(app: FastAPI, state: ServerState) -> None:
+    """The WebSocket streams: native (``/``, ``/ws``), Deepgram (``/v1/listen``), Flux (``/v2/listen``)
+    and OpenAI Realtime (``/v1/realtime``), one session driver for all."""
+
     @app.websocket("/")
     async def stream(websocket: WebSocket) -> None:
         await serve_stream(websocket, state)
@@ -98,6 +106,3 @@ def create_app(config: ServerConfig | None = None, *, engine: WhisperEngine | No
     @app.websocket("/v1/realtime")
     async def openai_realtime(websocket: WebSocket) -> None:
         await serve_stream(websocket, state, "openai-realtime")
-
-    app.add_middleware(Guard, config=config)
-    return app

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..engine.scheduler import STREAM_CPU
 from ..errors import ConfigError
 from ..presets import get_preset
+from ..scheduling import STREAM_CPU
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ class ServerConfig:
     (:func:`~rtwhisper.engine.ctranslate2.default_workers` says why)."""
     decode_ahead: bool = True
     """A worker that no stream can need (fewer streams than workers) decodes a stream's next
-    update while its previous one still runs (:class:`~rtwhisper.engine.scheduler.Scheduler`)."""
+    update while its previous one still runs (:class:`~rtwhisper.scheduling.Scheduler`)."""
     stream_cpu: float | None = STREAM_CPU
     """Cores one stream's updates may use on average on a CPU (``None``: no bound): a CPU
-    where updates cost more gets longer update steps (:class:`~rtwhisper.engine.scheduler.Scheduler`)."""
+    where updates cost more gets longer update steps (:class:`~rtwhisper.scheduling.Scheduler`)."""
     batch_wait_s: float = 0.02
     """How long a due window may wait for others to share its batch."""
     max_delay_s: float = 1.0

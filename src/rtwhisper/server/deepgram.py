@@ -30,14 +30,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 from ..audio import ACCEPTED_SAMPLE_RATES
 from ..engine import validate_language
 from ..errors import ConfigError
 from ..events import TranscriptEvent
-from ..merger import normalize_word
-from .protocol import Action, Message, SessionState, StreamConfig, StreamSession, json_object
+from ..options import check_keyterms
+from ..text import normalize_word
+from .protocol import Action, Message, SessionState, StreamSession, json_object
+from .stream_config import StreamConfig
 
 ENCODINGS = {"linear16": "s16le", "linear32f": "f32le"}
 """Raw PCM encodings accepted (Deepgram's ``linear16``; ``linear32f`` for float32 clients)."""
@@ -98,6 +100,18 @@ def read_pcm_format(params: dict[str, str], query: str, config: StreamConfig, *,
     config.sample_rate = rate
 
 
+def read_keyterms(params: dict[str, str], query: str, config: StreamConfig, *, keywords: bool = False) -> None:
+    """Deepgram's ``keyterm`` (repeatable; and, with ``keywords``, v1's older ``keywords=term:boost``, the
+    boost dropped) into the stream's ``keyterms`` knob (:class:`ConfigError` past its limits)."""
+    names = ("keyterm", "keywords") if keywords else ("keyterm",)
+    terms = [value.rsplit(":", 1)[0] if name == "keywords" and ":" in value else value
+             for name, value in parse_qsl(query, keep_blank_values=True) if name in names]
+    for name in names:
+        params.pop(name, None)
+    if terms:
+        config.knobs["keyterms"] = check_keyterms(terms, "keyterm")
+
+
 def language_code(value: str) -> str:
     """A Deepgram language (``en-US``, ``ko``) as Whisper's code, checked (:class:`ConfigError`)."""
     code = value.split("-")[0].lower()
@@ -130,7 +144,8 @@ class DeepgramOptions:
         config.channels = channels
         language = params.pop("language", None)
         if language and language != "multi":
-            config.language = language_code(language)
+            config.knobs["language"] = language_code(language)
+        read_keyterms(params, query, config, keywords=True)
         options.interim_results = _boolean(params, "interim_results", False)
         config.partials = options.interim_results
         options.punctuate = _boolean(params, "punctuate", True)
@@ -141,12 +156,13 @@ class DeepgramOptions:
             # Deepgram's meaning: this much silence ends the utterance (speech_final), whatever the
             # words say; the words-aware turn end is Flux's (/v2/listen).
             if endpointing.lower() == "false":
-                config.endpoint_silence_s = config.endpoint_max_silence_s = 10.0  # the longest pause accepted
+                silence_s = 10.0  # the longest pause accepted
             elif milliseconds is not None:
-                config.endpoint_silence_s = config.endpoint_max_silence_s = min(max(milliseconds / 1000, 0.1), 10.0)
+                silence_s = min(max(milliseconds / 1000, 0.1), 10.0)
             else:
                 raise ConfigError(f"endpointing must be milliseconds or false, "
                                   f"got {_shown(query, 'endpointing')}")
+            config.knobs.update(endpoint_silence_s=silence_s, endpoint_max_silence_s=silence_s)
         utterance_end = params.pop("utterance_end_ms", None)
         if utterance_end is not None:
             milliseconds = _whole_number(utterance_end)

@@ -45,9 +45,11 @@ from urllib.parse import parse_qs
 
 from ..errors import ConfigError
 from ..events import TranscriptEvent, Word
-from ..merger import SENTENCE_ENDS
-from .deepgram import _shown, _whole_number, language_code, read_pcm_format
-from .protocol import Action, Message, Retune, Send, SessionState, StreamConfig, StreamSession, json_object
+from ..options import check_keyterms
+from ..text import SENTENCE_ENDS
+from .deepgram import _shown, _whole_number, language_code, read_keyterms, read_pcm_format
+from .protocol import Action, Message, Retune, Send, SessionState, StreamSession, json_object
+from .stream_config import StreamConfig
 
 SENTENCE_PAUSE_S = 0.75
 """Silence after a finished sentence by which the end-of-turn confidence reaches 1.0 (from 0.5):
@@ -156,11 +158,12 @@ class FluxOptions:
         options = cls(model=params.pop("model", "") or "flux-general-en")
         config = StreamConfig(partials=True)
         read_pcm_format(params, query, config, encoding="linear16", sample_rate="16000")
+        read_keyterms(params, query, config)
         hint = params.pop("language_hint", None)
         if options.model.startswith("flux-general-en"):
-            config.language = "en"
+            config.knobs["language"] = "en"
         elif hint:
-            config.language = language_code(hint)
+            config.knobs["language"] = language_code(hint)
         eot = _query_number(params, "eot_threshold", query)
         eager = _query_number(params, "eager_eot_threshold", query)
         timeout = params.pop("eot_timeout_ms", None)
@@ -169,7 +172,8 @@ class FluxOptions:
             raise ConfigError(f"eot_timeout_ms must be a whole number of milliseconds, "
                               f"got {_shown(query, 'eot_timeout_ms')}")
         options.thresholds = Thresholds(EOT_THRESHOLD if eot is None else eot, eager, timeout_ms)
-        config.endpoint_silence_s, config.endpoint_max_silence_s = options.thresholds.endpoints()
+        silence_s, max_silence_s = options.thresholds.endpoints()
+        config.knobs.update(endpoint_silence_s=silence_s, endpoint_max_silence_s=max_silence_s)
         params.pop("api_key", None)
         options.ignored = sorted(params)
         return options, config
@@ -236,11 +240,12 @@ class FluxSession(StreamSession):
 
     def _configure(self, message: Message) -> list[Action]:
         thresholds = message.get("thresholds")
-        unknown = sorted(set(message) - {"type", "thresholds"})
+        unknown = sorted(set(message) - {"type", "thresholds", "keyterms"})
         current = self.options.thresholds
         try:
             if unknown:
-                raise ConfigError(f"unsupported field(s) {', '.join(unknown)}; accepted: thresholds")
+                raise ConfigError(f"unsupported field(s) {', '.join(unknown)}; accepted: thresholds, keyterms")
+            keyterms = None if message.get("keyterms") is None else check_keyterms(message["keyterms"], "keyterms")
             if thresholds is not None and not isinstance(thresholds, dict):
                 raise ConfigError("thresholds must be an object with eot_threshold, eager_eot_threshold, "
                                   "eot_timeout_ms")
@@ -256,9 +261,13 @@ class FluxSession(StreamSession):
                                         "description": str(exc)}))]
         self.options.thresholds = new
         silence_s, max_silence_s = new.endpoints()
-        self.config.endpoint_silence_s, self.config.endpoint_max_silence_s = silence_s, max_silence_s
-        success = Send(self._message({"type": "ConfigureSuccess", "thresholds": new.to_message(), "keyterms": []}))
-        return [Retune(silence_s, max_silence_s), success] if self._opened else [success]
+        changes: dict[str, Any] = {"endpoint_silence_s": silence_s, "endpoint_max_silence_s": max_silence_s}
+        if keyterms is not None:
+            changes["keyterms"] = keyterms
+        self.config.knobs.update(changes)
+        success = Send(self._message({"type": "ConfigureSuccess", "thresholds": new.to_message(),
+                                      "keyterms": list(self.config.knobs.get("keyterms", ()))}))
+        return [Retune(changes), success] if self._opened else [success]
 
     # -- turns ------------------------------------------------------------------------------------
 

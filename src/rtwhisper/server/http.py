@@ -14,7 +14,7 @@ import hmac
 import io
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -144,11 +144,20 @@ class Guard:
         received = 0
         responded = False
 
+        body_done = False
+        stall_s = self.config.idle_timeout_s
+
         async def limited_receive() -> Any:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body: waiting for a disconnect is not a stall
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=stall_s)
+            except TimeoutError:
+                raise BodyStalled(received, stall_s) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > limit:
                     raise _TooLarge(received, limit)
             return message
@@ -164,6 +173,9 @@ class Guard:
         except _TooLarge:
             if not responded:
                 await _respond(send, 413, _too_large(received, limit), "too_large")
+        except BodyStalled as exc:
+            if not responded:
+                await _respond(send, 408, str(exc.detail), "body_stalled")
 
     async def _refuse(self, scope: Scope, receive: Receive, send: SendFn, status: int, message: str,
                       code: str) -> None:
@@ -200,6 +212,14 @@ class _TooLarge(HTTPException):
         super().__init__(413, _too_large(size, limit))
 
 
+class BodyStalled(HTTPException):
+    """A request body stopped arriving (shorter than its ``Content-Length``, or a client that went quiet)."""
+
+    def __init__(self, received: int, stall_s: float) -> None:
+        super().__init__(408, f"the request body stopped arriving after {received} bytes ({stall_s:g} s without "
+                              "more; shorter than its Content-Length?); send the whole body")
+
+
 class UploadTooLong(HTTPException):
     """The decoded audio of an upload runs past ``--max-upload-s``."""
 
@@ -211,25 +231,29 @@ class UploadTooLong(HTTPException):
 async def read_upload(upload: UploadFile, *, max_seconds: float, slots: asyncio.Semaphore) -> np.ndarray:
     """Decode an uploaded media file (anything ffmpeg reads) to 16 kHz mono float32, in bounded memory.
 
-    Decoding stops as soon as the audio passes ``max_seconds`` (a 641 KB FLAC can hold an hour of
-    silence: the limit on bytes does not bound the samples), and at most as many uploads decode
-    at once as ``slots`` allows.
+    The upload stays where the form parser put it (Starlette spools all but its first megabyte to
+    disk) until a decode slot is free: at most as many uploads decode, and hold their audio, at
+    once as ``slots`` allows (ten concurrent 90 MB uploads, read whole while they waited, added
+    440 MB). Decoding reads the file in blocks and stops as soon as the audio passes
+    ``max_seconds`` (a 641 KB FLAC can hold an hour of silence: the limit on bytes does not bound
+    the samples).
     """
-    data = await upload.read()
-    if not data:
-        raise AudioFormatError(f"the uploaded file {upload.filename!r} is empty")
     async with slots:
-        return await asyncio.to_thread(_decode, data, upload.filename or "upload", max_seconds)
+        return await asyncio.to_thread(_decode, upload.file, upload.filename or "upload", max_seconds)
 
 
-def _decode(data: bytes, name: str, max_seconds: float) -> np.ndarray:
+def _decode(file: IO[bytes], name: str, max_seconds: float) -> np.ndarray:
     from ..sources import FileSource
 
+    file.seek(0, io.SEEK_END)
+    if not file.tell():
+        raise AudioFormatError(f"the uploaded file {name!r} is empty")
+    file.seek(0)
     limit = int(max_seconds * 16000)
     blocks: list[np.ndarray] = []
     total = 0
     try:
-        for block in FileSource(io.BytesIO(data), name=name, block_s=1.0):
+        for block in FileSource(file, name=name, block_s=1.0):
             total += len(block.samples)
             if total > limit:
                 raise UploadTooLong(max_seconds)

@@ -33,8 +33,9 @@ from ..audio import ACCEPTED_SAMPLE_RATES
 from ..engine import validate_language
 from ..errors import ConfigError
 from ..events import TranscriptEvent, join_words
-from ..processor import check_prompt
-from .protocol import Action, Message, Send, SessionState, StreamConfig, StreamSession, json_object
+from ..options import check_prompt
+from .protocol import Action, Message, Retune, Send, SessionState, StreamSession, json_object
+from .stream_config import StreamConfig
 
 DEFAULT_RATE = 24000
 """The API's ``audio/pcm`` rate."""
@@ -127,9 +128,10 @@ class RealtimeSession(StreamSession):
                                                   "input_audio_buffer.commit, input_audio_buffer.clear")
 
     def _update(self, session: Any) -> list[Action]:
-        if self.state is not SessionState.AWAITING_CONFIG or self._opened:
-            return self._bad("invalid_request_error", "session.update is accepted before the first audio only: "
-                                                      "the model settings of a running stream cannot change")
+        running = self.state is not SessionState.AWAITING_CONFIG or self._opened
+        if running and self.state is not SessionState.STREAMING:
+            return self._bad("invalid_request_error", "session.update after the stream ended")
+        before = (self.config.sample_rate, self.config.knobs.get("language"), self.server_vad, self.silence_duration_ms)
         if not isinstance(session, dict) or session.get("type", "transcription") != "transcription":
             return self._bad("invalid_request_error", "session must be {\"type\": \"transcription\", ...}")
         audio = _object(session, "audio")
@@ -159,8 +161,7 @@ class RealtimeSession(StreamSession):
             check_prompt(prompt)
         except ConfigError as exc:
             return self._bad("invalid_value", str(exc))
-        config.language = language or None
-        config.initial_prompt = prompt or None
+        config.knobs.update(language=language or None, initial_prompt=prompt or None)
         self.transcription_model = model or self.transcription_model
         if "turn_detection" in audio_input:
             turn = audio_input["turn_detection"]
@@ -179,7 +180,18 @@ class RealtimeSession(StreamSession):
         if self.silence_duration_ms is not None:
             # OpenAI's meaning: this much silence ends the speech, whatever was said (a silence-only
             # rule, as its server VAD is); the words-aware turn end is /v2/listen's.
-            config.endpoint_silence_s = config.endpoint_max_silence_s = self.silence_duration_ms / 1000
+            silence_s = self.silence_duration_ms / 1000
+            config.knobs.update(endpoint_silence_s=silence_s, endpoint_max_silence_s=silence_s)
+        if running:  # a running stream changes its prompt and its silence, from the next decode on
+            if (config.sample_rate, config.knobs.get("language"), self.server_vad) != before[:3]:
+                self.server_vad, self.silence_duration_ms = before[2], before[3]
+                return self._bad("invalid_request_error", "a running stream's audio format, language and turn "
+                                                          "detection type cannot change; its transcription prompt "
+                                                          "and silence_duration_ms can")
+            changes: dict[str, Any] = {k: config.knobs.get(k) for k in ("initial_prompt", "endpoint_silence_s",
+                                                                        "endpoint_max_silence_s") if k in config.knobs}
+            self.config = config
+            return [Retune(changes), self._send_event("session.updated", session=self._session())]
         self.config = config
         return [self._send_event("session.updated", session=self._session())]
 
@@ -197,8 +209,8 @@ class RealtimeSession(StreamSession):
         return {"type": "transcription", "id": self.session_id, "object": "realtime.transcription_session",
                 "audio": {"input": {"format": {"type": "audio/pcm", "rate": self.config.sample_rate},
                                     "transcription": {"model": self.transcription_model,
-                                                      "language": self.config.language,
-                                                      "prompt": self.config.initial_prompt or ""},
+                                                      "language": self.config.knobs.get("language"),
+                                                      "prompt": self.config.knobs.get("initial_prompt") or ""},
                                     "noise_reduction": None, "turn_detection": turn}}}
 
     def _error(self, code: str, message: str) -> Message:

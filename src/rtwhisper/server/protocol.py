@@ -37,19 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import ACCEPTED_SAMPLE_RATES, BYTES_FORMATS, BYTES_PER_SAMPLE, check_sample_range, decode_pcm_bytes
-from ..engine import TASKS
+from ..audio import BYTES_PER_SAMPLE, check_sample_range, decode_pcm_bytes
 from ..errors import AudioFormatError, ConfigError
 from ..events import TranscriptEvent
-from ..presets import PRESETS
-from ..processor import check_prompt
+from ..scheduling import StopCause, StreamStopped
+from .stream_config import StreamConfig
 
 Message = dict[str, Any]
-
-CONFIG_KEYS = ("preset", "language", "task", "format", "sample_rate", "initial_prompt", "chunk_duration",
-               "overlap_duration", "beam_size", "partials", "endpoint_silence_s", "endpoint_max_silence_s",
-               "commit_probability", "commit_margin_s", "agreement_span_s", "agreement_margin_s",
-               "spare_chunk_duration")
 
 LAG_REPORT_S = 2.0
 """Report lag once recognition is this far behind the audio a client sent (beyond the update
@@ -63,6 +57,34 @@ CLOSE_POLICY = 1008  # too far behind, repeated bad input, auth
 CLOSE_TOO_BIG = 1009  # frame over max_frame_bytes
 CLOSE_INTERNAL = 1011
 CLOSE_TRY_AGAIN = 1013  # server full or overloaded
+
+
+class CloseReason(enum.Enum):
+    """Every way a stream's socket closes: its WebSocket code, the close frame's reason, and the
+    error code the client's message carries before it (where one goes with it)."""
+
+    END_OF_STREAM = (CLOSE_NORMAL, "end of stream", "")
+    IDLE = (CLOSE_GOING_AWAY, "idle timeout", "idle_timeout")
+    FRAME_TOO_BIG = (CLOSE_TOO_BIG, "frame too big", "frame_too_big")
+    BAD_CONFIGURATION = (CLOSE_POLICY, "bad configuration", "bad_config")
+    BAD_PARAMETERS = (CLOSE_POLICY, "bad parameters", "bad_request")
+    TOO_MANY_ERRORS = (CLOSE_POLICY, "too many invalid frames", "too_many_errors")
+    TOO_FAR_BEHIND = (CLOSE_POLICY, "too far behind", "backlog")
+    SERVER_FULL = (CLOSE_TRY_AGAIN, "server full", "server_full")
+    OVERLOADED = (CLOSE_TRY_AGAIN, "overloaded", "overloaded")
+    INTERNAL = (CLOSE_INTERNAL, "internal error", "internal")
+
+    @property
+    def code(self) -> int:
+        return int(self.value[0])
+
+    @property
+    def text(self) -> str:
+        return str(self.value[1])
+
+    @property
+    def error_code(self) -> str:
+        return str(self.value[2])
 
 
 class SessionState(enum.Enum):
@@ -111,10 +133,10 @@ class Finish:
 
 @dataclass(frozen=True)
 class Retune:
-    """Change the pauses that end an utterance, from the next audio on (a client's mid-stream setting)."""
+    """Change live knobs of the stream (:data:`~rtwhisper.options.LIVE_KNOBS`: the pauses that end an
+    utterance, keyterms, …), from the next decode on (a client's mid-stream setting); values checked."""
 
-    endpoint_silence_s: float
-    endpoint_max_silence_s: float
+    changes: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -123,6 +145,10 @@ class Close:
 
     code: int
     reason: str
+
+    @classmethod
+    def of(cls, reason: CloseReason) -> Close:
+        return cls(reason.code, reason.text)
 
 
 Action = Send | Open | Feed | Flush | Finish | Retune | Close
@@ -138,97 +164,6 @@ class SessionLimits:
     max_backlog_s: float = 600.0
     max_bad_frames: int = 10
     """Invalid frames in a row after which the stream is closed (a well-behaved client sends none)."""
-
-
-@dataclass
-class StreamConfig:
-    """What a client may choose in its first message."""
-
-    preset: str | None = None
-    language: str | None = None
-    task: str | None = None
-    format: str = "f32le"
-    sample_rate: int = 16000
-    channels: int = 1
-    initial_prompt: str | None = None
-    chunk_duration: float | None = None
-    overlap_duration: float | None = None
-    beam_size: int | None = None
-    endpoint_silence_s: float | None = None
-    endpoint_max_silence_s: float | None = None
-    commit_probability: float | None = None
-    commit_margin_s: float | None = None
-    agreement_span_s: float | None = None
-    agreement_margin_s: float | None = None
-    spare_chunk_duration: float | None = None
-    partials: bool = False
-    """Send partials too. Off for clients that send no config (the guide's clients append
-    every message's ``text``, so they get finals only); on by default in a config message."""
-
-    @classmethod
-    def from_message(cls, message: Message) -> StreamConfig:
-        """Validate a config message; unknown keys and bad values raise :class:`ConfigError`."""
-        unknown = sorted(set(message) - {"type", *CONFIG_KEYS})
-        if unknown:
-            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; accepted: {', '.join(CONFIG_KEYS)}")
-        config = cls()
-        preset = message.get("preset")
-        if preset is not None:
-            key = preset.replace("-", "_") if isinstance(preset, str) else preset
-            if key not in PRESETS:
-                raise ConfigError(f"unknown preset {preset!r}; presets are: {', '.join(PRESETS)}")
-            config.preset = key
-        language = message.get("language")
-        if language is not None and (not isinstance(language, str) or not language.strip()):
-            raise ConfigError(f"language must be a code such as 'en' or 'ko', got {language!r}")
-        config.language = language
-        task = message.get("task")
-        if task is not None and task not in TASKS:
-            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
-        config.task = task
-        fmt = message.get("format", "f32le")
-        if fmt not in BYTES_FORMATS:
-            raise ConfigError(f"format must be one of {', '.join(BYTES_FORMATS)}, got {fmt!r}")
-        config.format = fmt
-        rate = message.get("sample_rate", 16000)
-        if isinstance(rate, bool) or rate not in ACCEPTED_SAMPLE_RATES:
-            raise ConfigError(
-                f"sample_rate must be one of {', '.join(map(str, ACCEPTED_SAMPLE_RATES))} Hz, got {rate!r}")
-        config.sample_rate = int(rate)
-        prompt = message.get("initial_prompt")
-        check_prompt(prompt)
-        config.initial_prompt = prompt
-        for name in ("chunk_duration", "overlap_duration", "endpoint_silence_s", "endpoint_max_silence_s",
-                     "commit_probability", "commit_margin_s", "agreement_span_s", "agreement_margin_s",
-                     "spare_chunk_duration"):
-            value = message.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                what = "a probability from 0 to 1" if name == "commit_probability" else "a number of seconds"
-                raise ConfigError(f"{name} must be {what}, got {value!r}")
-            setattr(config, name, None if value is None else float(value))
-        beam = message.get("beam_size")
-        if beam is not None and (isinstance(beam, bool) or not isinstance(beam, int)):
-            raise ConfigError(f"beam_size must be an integer, got {beam!r}")
-        config.beam_size = beam
-        partials = message.get("partials", True)
-        if not isinstance(partials, bool):
-            raise ConfigError(f"partials must be true or false, got {partials!r}")
-        config.partials = partials
-        return config
-
-    def overrides(self) -> dict[str, Any]:
-        """Processor keyword arguments this config sets (``None`` means the server's default)."""
-        options: dict[str, Any] = {
-            "language": self.language, "task": self.task, "initial_prompt": self.initial_prompt,
-            "chunk_duration": self.chunk_duration, "overlap_duration": self.overlap_duration,
-            "beam_size": self.beam_size, "endpoint_silence_s": self.endpoint_silence_s,
-            "endpoint_max_silence_s": self.endpoint_max_silence_s, "commit_probability": self.commit_probability,
-            "commit_margin_s": self.commit_margin_s, "agreement_span_s": self.agreement_span_s,
-            "agreement_margin_s": self.agreement_margin_s, "spare_chunk_duration": self.spare_chunk_duration,
-        }
-        options = {k: v for k, v in options.items() if v is not None}
-        options["sample_rate"] = self.sample_rate  # frames are decoded here; the processor resamples
-        return options
 
 
 def json_object(text: str) -> Message | None:
@@ -298,7 +233,7 @@ class StreamSession:
         if len(data) > self.limits.max_frame_bytes:
             return [Send(self._error(
                 "frame_too_big", f"a frame of {len(data)} bytes is over the limit of {self.limits.max_frame_bytes}; "
-                "send audio in smaller frames (0.1 s is 6400 bytes)")), *self._close(CLOSE_TOO_BIG, "frame too big")]
+                "send audio in smaller frames (0.1 s is 6400 bytes)")), *self._close(CloseReason.FRAME_TOO_BIG)]
         if self.byte_stream:
             data = self._carry + bytes(data)
             size = BYTES_PER_SAMPLE[self.config.format] * self.config.channels
@@ -365,7 +300,7 @@ class StreamSession:
                 return [Send(self._error("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; "
                                                            "finishing the stream")), *self._end()]
             return [Send(self._error("idle_timeout", f"no audio for {self.limits.idle_timeout_s:g} s; closing")),
-                    *self._close(CLOSE_GOING_AWAY, "idle timeout")]
+                    *self._close(CloseReason.IDLE)]
         if not self._flushed and self._opened and since >= self.limits.stall_flush_s - 1e-6:
             self._flushed = True  # once per stall: the last words become final without waiting
             return [self._flush()]
@@ -398,14 +333,19 @@ class StreamSession:
             actions.append(Finish())
         return actions
 
-    def open_failed(self, code: str, reason: str, *, refused: bool = False) -> list[Action]:
-        """The recogniser stream could not be made: a bad config (the stream goes on) or no room."""
-        if refused:
-            return [Send(self._error(code, reason)), *self._close(CLOSE_TRY_AGAIN, code.replace("_", " "))]
+    def open_failed(self, code: str, reason: str) -> list[Action]:
+        """The recogniser stream could not be made from the client's settings: the error, and the stream
+        goes on (a new config may follow) — unless audio already came with them, which closes it."""
         self._opening = False
         if self.state is SessionState.STREAMING:  # audio came with settings that cannot work
-            return [Send(self._error(code, reason)), *self._close(CLOSE_POLICY, "bad configuration")]
+            return [Send(self._error(code, reason)), *self._close(CloseReason.BAD_CONFIGURATION)]
         return [Send(self._error(code, reason))]
+
+    def refuse(self, reason: CloseReason, message: str) -> list[Action]:
+        """Refuse or end the stream for ``reason`` (the server is full, has no room, or cannot honour the
+        parameters): ``message`` in this API's error shape, then the close. As websockets' ``reject()``,
+        every close the server decides is made here; the driver only carries it out."""
+        return [Send(self._error(reason.error_code, message)), *self._close(reason)]
 
     def recognised(self, events: list[TranscriptEvent], recognised_s: float,
                    flushes_done: int | None = None, pause_s: float | None = None) -> list[Action]:
@@ -422,16 +362,14 @@ class StreamSession:
         actions: list[Action] = [Send(m) for m in self._transcripts(events)]
         return actions + self._lag_actions()
 
-    def recogniser_closed(self, reason: str | None, audio_s: float) -> list[Action]:
+    def recogniser_closed(self, reason: StreamStopped | None, audio_s: float) -> list[Action]:
         """The recogniser stream ended: after :class:`Finish` (``reason`` is ``None``) or on its own."""
         if self.state is SessionState.CLOSED:
             return []
         if reason is None:
-            return [*(Send(m) for m in self._done(audio_s)), *self._close(CLOSE_NORMAL, "end of stream")]
-        overloaded = reason.startswith("overloaded")
-        return [Send(self._error("overloaded" if overloaded else "internal", reason)),
-                *self._close(CLOSE_TRY_AGAIN if overloaded else CLOSE_INTERNAL,
-                             "overloaded" if overloaded else "internal error")]
+            return [*(Send(m) for m in self._done(audio_s)), *self._close(CloseReason.END_OF_STREAM)]
+        return self.refuse(CloseReason.OVERLOADED if reason.cause is StopCause.OVERLOADED else CloseReason.INTERNAL,
+                           reason.message)
 
     def disconnected(self) -> list[Action]:
         """The client went away: nothing to send."""
@@ -456,7 +394,7 @@ class StreamSession:
             return []
         if self.state is SessionState.AWAITING_CONFIG and not self._opening and not self._opened:
             self.state = SessionState.ENDING
-            return [*(Send(m) for m in self._done(0.0)), *self._close(CLOSE_NORMAL, "end of stream")]
+            return [*(Send(m) for m in self._done(0.0)), *self._close(CloseReason.END_OF_STREAM)]
         self.state = SessionState.ENDING
         return [Finish()] if self._opened else []
 
@@ -467,7 +405,7 @@ class StreamSession:
         if self._bad_in_a_row >= self.limits.max_bad_frames:
             actions += [Send(self._error("too_many_errors", f"{self._bad_in_a_row} invalid frames in a row; "
                                                               "closing"))]
-            actions += self._close(CLOSE_POLICY, "too many invalid frames")
+            actions += self._close(CloseReason.TOO_MANY_ERRORS)
         return actions
 
     def _lag_actions(self) -> list[Action]:
@@ -479,7 +417,7 @@ class StreamSession:
         if lag_s > self.limits.max_backlog_s:
             return [Send(self._error("backlog", f"{lag_s:.0f} s of audio waiting, over the limit of "
                                                   f"{self.limits.max_backlog_s:g} s; send audio no faster than "
-                                                  "real time")), *self._close(CLOSE_POLICY, "too far behind")]
+                                                  "real time")), *self._close(CloseReason.TOO_FAR_BEHIND)]
         if lag_s < self._lag_reported_s + LAG_REPORT_S:
             if lag_s < LAG_REPORT_S:
                 self._lag_reported_s = 0.0
@@ -507,6 +445,6 @@ class StreamSession:
         return {"type": "lag", "text": "", "lag_s": round(lag_s, 2), "received_s": round(self.received_s, 2),
                 "recognised_s": round(self.recognised_s, 2)}
 
-    def _close(self, code: int, reason: str) -> list[Action]:
+    def _close(self, reason: CloseReason) -> list[Action]:
         self.state = SessionState.CLOSED
-        return [Close(code, reason)]
+        return [Close.of(reason)]

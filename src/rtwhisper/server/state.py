@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import CpuLayout, WhisperEngine
-from ..engine.scheduler import Scheduler
 from ..processor import RealtimeWhisperProcessor
+from ..scheduling import Scheduler
 from .config import ServerConfig
 from .metrics import ServerMetrics
 

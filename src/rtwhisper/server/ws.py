@@ -18,17 +18,16 @@ from typing import Any
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from ..engine.scheduler import Overloaded, StreamHandle
 from ..errors import RtWhisperError
 from ..events import TranscriptEvent
+from ..scheduling import Overloaded, StreamHandle, StreamStopped
 from .deepgram import DeepgramSession
 from .flux import FluxSession
 from .openai_realtime import RealtimeSession
 from .protocol import (
-    CLOSE_POLICY,
-    CLOSE_TRY_AGAIN,
     Action,
     Close,
+    CloseReason,
     Feed,
     Finish,
     Flush,
@@ -73,16 +72,14 @@ async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str =
             session = kind.from_query(websocket.scope.get("query_string", b"").decode("latin-1"),
                                       limits=session_limits(state), model_name=config.resolved_model_name)
         except RtWhisperError as exc:  # parameters it cannot honour: said in its own shape, then closed
-            await websocket.send_text(json.dumps(kind()._error("bad_request", str(exc))))
-            await websocket.close(code=CLOSE_POLICY, reason="bad parameters")
+            await _refused(websocket, kind(session_limits(state)).refuse(CloseReason.BAD_PARAMETERS, str(exc)))
             return
     if state.connections >= config.max_connections:
         state.refused += 1
         state.metrics.refusals.labels("server_full").inc()
-        # In the client's protocol's shape (Deepgram's Error, OpenAI's error event, or the native one).
-        await websocket.send_text(json.dumps(session._error(
-            "server_full", f"the server is at its limit of {config.max_connections} streams; try again later")))
-        await websocket.close(code=CLOSE_TRY_AGAIN, reason="server full")
+        await _refused(websocket, session.refuse(
+            CloseReason.SERVER_FULL, f"the server is at its limit of {config.max_connections} streams; "
+                                     "try again later"))
         return
     state.connections += 1
     state.metrics.streams.inc()
@@ -91,6 +88,15 @@ async def serve_stream(websocket: WebSocket, state: ServerState, protocol: str =
     finally:
         state.connections -= 1
         state.metrics.streams.dec()
+
+
+async def _refused(websocket: WebSocket, actions: list[Action]) -> None:
+    """Carry out a session's refusal (its error in the client's API's shape, then the close)."""
+    for action in actions:
+        if isinstance(action, Send):
+            await websocket.send_text(json.dumps(action.message))
+        elif isinstance(action, Close):
+            await websocket.close(code=action.code, reason=action.reason)
 
 
 class StreamDriver:
@@ -188,8 +194,8 @@ class StreamDriver:
                 if self.handle is not None:
                     self.handle.finish()
             elif isinstance(action, Retune):
-                if self.handle is not None:  # plain attribute writes, read by the scheduler's thread
-                    self.handle.processor.set_endpointing(action.endpoint_silence_s, action.endpoint_max_silence_s)
+                if self.handle is not None:  # applied on the scheduler's thread, before the next request
+                    self.handle.update_options(**action.changes)
             elif isinstance(action, Open):
                 await self.perform(self.open(action))
             elif isinstance(action, Close):
@@ -205,17 +211,11 @@ class StreamDriver:
         except Overloaded as exc:
             self.state.refused += 1
             self.metrics.refusals.labels("overloaded").inc()
-            return self.session.open_failed("overloaded", f"no room for another stream now: {exc}; try again later",
-                                            refused=True)
+            return self.session.refuse(CloseReason.OVERLOADED,
+                                       f"no room for another stream now: {exc}; try again later")
         return self.session.opened({
-            "model": processor.model_name, "language": processor.language, "task": processor.task,
-            "chunk_duration": processor.config.chunk_duration,
-            "overlap_duration": processor.config.overlap_duration,
-            "endpoint_silence_s": processor.endpoint_silence_s,
-            "endpoint_max_silence_s": processor.endpoint_max_silence_s,
-            "commit_probability": processor.commit_probability, "commit_margin_s": processor.commit_margin_s,
-            "agreement_span_s": processor.agreement_span_s, "agreement_margin_s": processor.agreement_margin_s,
-            "spare_chunk_duration": processor.spare_chunk_duration,
+            "model": processor.model_name,
+            **processor.options.to_dict(("decode", "window", "commit", "endpoint")),
             **({"replica": self.state.replica} if self.state.replica else {}),
         })
 
@@ -242,7 +242,7 @@ class StreamDriver:
                     if handle is not None else (0.0, 0, None))
         self.loop.call_soon_threadsafe(self.inbox.put_nowait, ("events", events, progress))
 
-    def _on_close(self, reason: str | None) -> None:
+    def _on_close(self, reason: StreamStopped | None) -> None:
         fed = self.handle.processor.fed_duration_s if self.handle is not None else 0.0
         self.loop.call_soon_threadsafe(self.inbox.put_nowait, ("closed", reason, fed))
 

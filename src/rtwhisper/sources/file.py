@@ -42,7 +42,7 @@ class FileSource:
         if self._file is None:
             return av.open(str(self.path), metadata_errors="ignore")
         self._file.seek(0)
-        return av.open(self._file, metadata_errors="ignore")
+        return av.open(self._file, mode="r", metadata_errors="ignore")  # a spooled upload says "w+b"
 
     def _probe(self) -> float | None:
         import av

@@ -1,40 +1,4 @@
-"""One engine, many streams: the windows that streams have due, run as batches.
-
-Each live stream is a :class:`~rtwhisper.processor.RealtimeWhisperProcessor` (sans-I/O). The
-:class:`Scheduler` owns them on one thread: it feeds each the audio that arrived, asks each
-for its due window (``next_request()``), hands up to ``max_batch`` of them as one engine call
-to one of its ``workers`` engine threads — earliest due first, so no stream waits behind
-another twice — and, when the call returns, hands each stream its events (``apply()``).
-With two workers, two batches run at once on the engine's two CTranslate2 replicas (which
-share the weights), each on its share of the cores; with fewer streams than workers, a
-stream's next update goes to the spare worker while the one before it still runs
-(``decode_ahead``), and its updates come every ``spare_chunk_duration`` instead of every
-``chunk_duration`` (``next_request(spare=True)``). While the workers compute, the scheduler thread goes on feeding the
-streams. Front ends (the server, the threaded runner) only call :meth:`StreamHandle.feed`,
-:meth:`StreamHandle.flush` and :meth:`StreamHandle.finish` from any thread and receive events
-through a callback.
-
-Overload is handled in three steps, each visible:
-
-1. **Cadence degrades by itself**: a stream whose update waited takes all the audio that
-   arrived meanwhile in its next window, so under load each stream is updated less often
-   but never falls further behind than one update.
-2. **Admission control**: a new stream is refused (:class:`Overloaded`) while windows wait
-   longer than ``max_delay_s`` for a worker once due (the p90 of the last ``load_window_s``):
-   the engine is saturated, and one more stream would make every admitted stream fall behind.
-   (Busy time alone says little: a lone stream keeps an idle engine busy by updating more
-   often, and gives the time back when others arrive. Nor does a decode's own length: on a
-   slow CPU one `base` update takes a second, and counting it as waiting refused a second
-   stream that batching would have served.)
-3. **Shedding**: if the engine is saturated and a stream still falls ``max_lag_s`` behind real
-   time (:attr:`StreamHandle.behind_s`), the newest stream is closed with a reason
-   ("overloaded"), so the others keep their latency. (Audio that a client sends faster than
-   real time is not lag: the server's backlog limit deals with it.)
-
-WhisperLive's ``batch_inference.py`` batches the same way (a short collection window, a
-maximum batch size); the earliest-deadline-first order is the classic real-time rule
-(Liu & Layland 1973).
-"""
+"""The :class:`Scheduler`: due windows of many streams → batches on one engine's workers."""
 
 from __future__ import annotations
 
@@ -45,178 +9,33 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import RtWhisperError
+from ..engine.interface import Engine, Hypothesis
 from ..events import TranscriptEvent
-from .interface import DecodeRequest, Engine, Hypothesis
 
 if TYPE_CHECKING:
     from ..processor import RealtimeWhisperProcessor
 
-log = logging.getLogger("rtwhisper.scheduler")
-
-EventSink = Callable[[list[TranscriptEvent]], None]
-"""Called on the scheduler's thread with a stream's new events; an empty list reports progress only
-(silence skipped: ``processor.heard_until_s`` moved on)."""
-CloseSink = Callable[[str | None], None]
-"""Called once when a stream ends: ``None`` after ``finish()``, else why it was closed."""
-
-
-@dataclass(eq=False)
-class _Ticket:
-    """One request of a stream: due since when, and its hypothesis once the engine answered."""
-
-    request: DecodeRequest
-    due_since: float
-    hypothesis: Hypothesis | None = None
-
-
-class _Done(NamedTuple):
-    """An engine call that came back: its streams and tickets, and its hypotheses or its error."""
-
-    batch: list[StreamHandle]
-    tickets: list[_Ticket]
-    hypotheses: list[Hypothesis] | None
-    error: Exception | None
-    started_s: float
-    ended_s: float
-
-
-def _mean(mean: float | None, value: float) -> float:
-    """The running mean (``PACE_WEIGHT``) with one more value."""
-    return value if mean is None else mean + PACE_WEIGHT * (value - mean)
-
-
-class Overloaded(RtWhisperError):
-    """The engine has no room for another live stream now; the message says how full it is."""
-
-
-@dataclass(frozen=True)
-class SchedulerStats:
-    """What the scheduler has done, for ``/metrics`` and the benchmark."""
-
-    streams: int
-    load: float
-    delay_s: float
-    batches: int
-    windows: int
-    busy_s: float
-    refused: int
-    shed: int
-    largest_batch: int
-    demand: float = 0.0
-    """Worker-seconds per second the live streams' updates need at their own steps (measured):
-    over ``workers × TARGET_BUSY`` their steps widen (:meth:`Scheduler._pace`)."""
-
-
-PACE_WEIGHT = 0.3
-"""Weight of the newest decode in a stream's running means of decode time and work (an
-exponentially weighted mean: a few updates follow a change of load, one slow decode does not)."""
-
-TARGET_BUSY = 0.8
-"""Share of the workers' time the streams' updates may take before their steps widen.
-
-A queue's wait grows without bound as its load nears 1 (an M/D/1 queue waits 2 service times
-at 0.8, 4.5 at 0.9); below it a due window finds a free worker almost at once."""
-
-STREAM_CPU = 1.0
-"""Cores one stream's updates may use on average on a CPU (``Scheduler(stream_cpu=…)``,
-``rtwhisper serve --stream-cpu``; ``None``: no bound)."""
-
-MAX_PACE_S = 1.0
-"""The longest update step load may widen a stream's to. A word waits for the update after it and,
-unless one hypothesis is sure of it, the one after that, plus the decode and its wait for a
-worker: four real-time ``base`` streams on 2 AVX2 cores, paced to about 1.15 s, read final p90
-5.8 s (max 12.5 s); at 1 s the streams admitted keep p90 near 4 s. A stream that would need
-longer steps is not admitted."""
-
-PROGRESS_EVERY_S = 0.5
-"""How often a stream that only skips silence reports how far it has heard (an empty delivery)."""
-
-
-@dataclass(eq=False)
-class StreamHandle:
-    """One stream in the scheduler. Its methods may be called from any thread."""
-
-    id: int
-    processor: RealtimeWhisperProcessor
-    on_events: EventSink
-    on_close: CloseSink
-    opened_s: float
-    _scheduler: Scheduler
-    _inbox: deque[np.ndarray] = field(default_factory=deque)
-    _inbox_s: float = 0.0
-    _flush: bool = False
-    _flushes_asked: int = 0
-    flushes_done: int = 0
-    """Calls of :meth:`flush` carried out so far (several asked while one waited count as done together)."""
-    _finish: bool = False
-    _closed: bool = False
-    _due: _Ticket | None = None  # a request waiting for a worker
-    _sent: deque[_Ticket] = field(default_factory=deque)  # requests on the engine, applied in this order
-    _reported_s: float = 0.0  # heard_until_s at the last delivery
-    received_s: float = 0.0
-    """Audio handed to :meth:`feed`, in seconds (at the processor's input rate)."""
-    compute_s: float = 0.0
-    """This stream's share of engine time so far."""
-    decode_s: float | None = None
-    """Running mean of how long this stream's engine calls took (``None`` before the first)."""
-    work_s: float | None = None
-    """Running mean of this stream's share of a worker's time per update (a batch's time shared
-    out by audio): what one more update of the stream costs the engine."""
-    pace_s: float | None = None
-    """The step the scheduler last paced the stream's updates at (``None``: the processor's own)."""
-
-    def feed(self, samples: np.ndarray) -> None:
-        """Queue audio for the stream (already validated: float32 mono at the processor's rate)."""
-        with self._scheduler._cond:
-            if self._closed or self._finish:
-                return
-            self._inbox.append(samples)
-            self.received_s += len(samples) / self.processor.sample_rate
-            self._scheduler._cond.notify()
-
-    def flush(self) -> None:
-        """Make what has been heard final (the client went quiet); events follow through ``on_events``,
-        delivered even when empty, with :attr:`flushes_done` counting this flush by then."""
-        with self._scheduler._cond:
-            self._flush = True
-            self._flushes_asked += 1
-            self._scheduler._cond.notify()
-
-    def finish(self) -> None:
-        """End the stream: its last events follow, then ``on_close(None)``."""
-        with self._scheduler._cond:
-            self._finish = True
-            self._scheduler._cond.notify()
-
-    def close(self) -> None:
-        """Drop the stream without finishing it (the client is gone)."""
-        self._scheduler._drop(self, reason=None, notify=False)
-
-    @property
-    def lag_s(self) -> float:
-        """Audio received but not yet dealt with, beyond one update's worth: how far behind it is."""
-        return self._unheard_s(self.received_s)
-
-    @property
-    def behind_s(self) -> float:
-        """How far recognition trails real time: like :attr:`lag_s`, but audio counts only as fast
-        as it could have been spoken since the stream opened (a fast sender is not behind)."""
-        return self._unheard_s(min(self.received_s, self._scheduler.clock() - self.opened_s))
-
-    def _unheard_s(self, until_s: float) -> float:
-        """Audio up to ``until_s`` that recognition has not heard, beyond one update's worth."""
-        return max(0.0, until_s - self.processor.heard_until_s - self.processor.config.chunk_duration)
-
-    @property
-    def _busy(self) -> bool:
-        """Whether a request of the stream is waiting or on the engine."""
-        return self._due is not None or bool(self._sent)
+from .handle import (
+    MAX_PACE_S,
+    PROGRESS_EVERY_S,
+    STREAM_CPU,
+    TARGET_BUSY,
+    CloseSink,
+    EventSink,
+    Overloaded,
+    SchedulerStats,
+    StopCause,
+    StreamHandle,
+    StreamStopped,
+    _Done,
+    _mean,
+    _Ticket,
+    log,
+)
 
 
 class Scheduler:
@@ -282,12 +101,12 @@ class Scheduler:
             if n >= self.max_streams:
                 self._refused += 1
                 raise Overloaded(f"{n} live streams, the limit of this server")
-            costs = [h.work_s / h.processor.config.chunk_duration for h in self._streams.values()
+            costs = [h.work_s / h.processor.options.chunk_duration for h in self._streams.values()
                      if h.work_s is not None]
             if costs:
                 # One more stream like those measured, at the processor's own step: the steps it
                 # would take everyone to (MAX_PACE_S at most) before the engine keeps up.
-                needed = processor.config.chunk_duration * self._load_factor(sum(costs) / len(costs))
+                needed = processor.options.chunk_duration * self._load_factor(sum(costs) / len(costs))
                 if needed > MAX_PACE_S:
                     self._refused += 1
                     raise Overloaded(f"the recogniser is full: {n} live stream(s) use {self._demand():.2f} worker-"
@@ -378,11 +197,14 @@ class Scheduler:
             blocks = list(handle._inbox)
             handle._inbox.clear()
             flush, finish, handle._flush = handle._flush, handle._finish, False
+            changes, handle._changes = handle._changes, {}
             flushes_asked = handle._flushes_asked
             if handle._closed:
                 return
         proc = handle.processor
         try:
+            if changes:
+                proc.update_options(**changes)
             for block in blocks:
                 proc.feed(block)
             if not handle._busy:
@@ -432,21 +254,21 @@ class Scheduler:
         with self._cond:
             ahead = self.decode_ahead and len(self._streams) < self.workers
             factor = self._load_factor()
-        floors = [proc.config.chunk_duration * factor if factor > 1.0 else 0.0]
+        floors = [proc.options.chunk_duration * factor if factor > 1.0 else 0.0]
         threads = getattr(self.engine, "cpu_threads", 0) or 0
         if handle.work_s is not None and threads and self.stream_cpu:
             floors.append(handle.work_s * threads / self.stream_cpu)
         if handle.decode_s is not None and not ahead:
             floors.append(handle.decode_s)
         floor = max(floors)
-        spare = ahead and (proc.spare_chunk_duration is None or floor <= proc.spare_chunk_duration)
+        spare = ahead and (proc.options.spare_chunk_duration is None or floor <= proc.options.spare_chunk_duration)
         pace = min(MAX_PACE_S, floor) if floor > 0 else None
         handle.pace_s = pace
         return {"spare": spare, "pace_s": pace}
 
     def _demand(self, extra_s: float = 0.0) -> float:
         """Worker-seconds per second the live streams' updates need at their own steps (plus ``extra_s``)."""
-        return extra_s + sum(h.work_s / h.processor.config.chunk_duration
+        return extra_s + sum(h.work_s / h.processor.options.chunk_duration
                              for h in self._streams.values() if h.work_s is not None)
 
     def _load_factor(self, extra_s: float = 0.0) -> float:
@@ -552,7 +374,8 @@ class Scheduler:
             for handle in batch:
                 handle._sent.clear()
                 handle._due = None
-                self._drop(handle, reason=f"recognition failed: {type(error).__name__}: {error}", notify=True)
+                stopped = StreamStopped(StopCause.FAILED, f"recognition failed: {type(error).__name__}: {error}")
+                self._drop(handle, reason=stopped, notify=True)
             return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("batch of %d: %.0f ms, waited %s ms", len(batch), (ended - started) * 1000,
@@ -599,8 +422,9 @@ class Scheduler:
             self._shed += 1
         log.warning("overloaded: stream %d is %.1f s behind; closing the newest stream %d", behind[0].id,
                     behind[0].behind_s, newest.id)
-        self._drop(newest, reason=f"overloaded: streams fell {self.max_lag_s:g} s behind; this stream, the newest, "
-                                  "was closed so the others keep up — try again later", notify=True)
+        self._drop(newest, reason=StreamStopped(StopCause.OVERLOADED, f"overloaded: streams fell {self.max_lag_s:g} s "
+                                                "behind; this stream, the newest, was closed so the others keep up "
+                                                "— try again later"), notify=True)
 
     def _deliver(self, handle: StreamHandle, events: list[TranscriptEvent], *, progress: bool = False) -> None:
         handle._reported_s = handle.processor.heard_until_s
@@ -613,9 +437,10 @@ class Scheduler:
     def _fail(self, handle: StreamHandle, exc: Exception) -> None:
         """Close one stream whose recognition raised (the others go on), saying why."""
         log.exception("stream %d failed", handle.id)
-        self._drop(handle, reason=f"recognition failed: {type(exc).__name__}: {exc}", notify=True)
+        self._drop(handle, reason=StreamStopped(StopCause.FAILED, f"recognition failed: {type(exc).__name__}: {exc}"),
+                   notify=True)
 
-    def _drop(self, handle: StreamHandle, *, reason: str | None, notify: bool) -> None:
+    def _drop(self, handle: StreamHandle, *, reason: StreamStopped | None, notify: bool) -> None:
         with self._cond:
             if handle._closed:
                 return
