@@ -208,10 +208,6 @@ class RealtimeWhisperProcessor:
         self._planner.options = self._commit.options = self.options
         self._utterances.set_endpointing(self.options.endpoint_silence_s, self.options.endpoint_max_silence_s)
 
-    def set_endpointing(self, endpoint_silence_s: float, endpoint_max_silence_s: float) -> None:
-        """Change the pauses that end an utterance mid-stream (:meth:`update_options`)."""
-        self.update_options(endpoint_silence_s=endpoint_silence_s, endpoint_max_silence_s=endpoint_max_silence_s)
-
     # -- recognition --------------------------------------------------------------------
 
     def results(self) -> list[TranscriptEvent]:

@@ -100,6 +100,17 @@ def read_pcm_format(params: dict[str, str], query: str, config: StreamConfig, *,
     config.sample_rate = rate
 
 
+def query_params(query: str) -> dict[str, str]:
+    """A query string's parameters, the last value of each (blank ones kept: ``language=`` is an answer)."""
+    return {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+
+
+def unread(params: dict[str, str]) -> list[str]:
+    """The parameters nothing read (the API key aside, which the guard checked): reported as ignored."""
+    params.pop("api_key", None)
+    return sorted(params)
+
+
 def read_keyterms(params: dict[str, str], query: str, config: StreamConfig, *, keywords: bool = False) -> None:
     """Deepgram's ``keyterm`` (repeatable; and, with ``keywords``, v1's older ``keywords=term:boost``, the
     boost dropped) into the stream's ``keyterms`` knob (:class:`ConfigError` past its limits)."""
@@ -133,7 +144,7 @@ class DeepgramOptions:
     @classmethod
     def parse(cls, query: str) -> tuple[DeepgramOptions, StreamConfig]:
         """The options and the stream config; a bad value raises :class:`ConfigError`."""
-        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        params = query_params(query)
         options = cls(model=params.pop("model", None))
         config = StreamConfig(partials=False)
         read_pcm_format(params, query, config)
@@ -169,8 +180,7 @@ class DeepgramOptions:
             if milliseconds is None:
                 raise ConfigError(f"utterance_end_ms must be milliseconds, got {_shown(query, 'utterance_end_ms')}")
             options.utterance_end_ms = milliseconds
-        params.pop("api_key", None)
-        options.ignored = sorted(params)
+        options.ignored = unread(params)
         return options, config
 
 
@@ -201,9 +211,7 @@ class DeepgramSession(StreamSession):
         message = json_object(text)
         kind = message.get("type") if message is not None else None
         if kind == "KeepAlive":
-            if self.state in (SessionState.AWAITING_CONFIG, SessionState.STREAMING):
-                self._last_audio_s = now  # Deepgram's way to hold a quiet stream open
-            return []
+            return self.keep_alive(now)
         if kind == "Finalize":
             if self._opened and self.state is SessionState.STREAMING:
                 self._from_finalize = True

@@ -41,13 +41,12 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from ..errors import ConfigError
 from ..events import TranscriptEvent, Word
 from ..options import check_keyterms
 from ..text import SENTENCE_ENDS
-from .deepgram import _shown, _whole_number, language_code, read_keyterms, read_pcm_format
+from .deepgram import _shown, _whole_number, language_code, query_params, read_keyterms, read_pcm_format, unread
 from .protocol import Action, Message, Retune, Send, SessionState, StreamSession, json_object
 from .stream_config import StreamConfig
 
@@ -154,7 +153,7 @@ class FluxOptions:
     @classmethod
     def parse(cls, query: str) -> tuple[FluxOptions, StreamConfig]:
         """The options and the stream config; a bad value raises :class:`ConfigError`."""
-        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        params = query_params(query)
         options = cls(model=params.pop("model", "") or "flux-general-en")
         config = StreamConfig(partials=True)
         read_pcm_format(params, query, config, encoding="linear16", sample_rate="16000")
@@ -174,8 +173,7 @@ class FluxOptions:
         options.thresholds = Thresholds(EOT_THRESHOLD if eot is None else eot, eager, timeout_ms)
         silence_s, max_silence_s = options.thresholds.endpoints()
         config.knobs.update(endpoint_silence_s=silence_s, endpoint_max_silence_s=max_silence_s)
-        params.pop("api_key", None)
-        options.ignored = sorted(params)
+        options.ignored = unread(params)
         return options, config
 
 
@@ -231,9 +229,7 @@ class FluxSession(StreamSession):
         if kind == "CloseStream":
             return self._end()
         if kind == "KeepAlive":
-            if self.state in (SessionState.AWAITING_CONFIG, SessionState.STREAMING):
-                self._last_audio_s = now
-            return []
+            return self.keep_alive(now)
         return self._bad("UNPARSABLE_CLIENT_MESSAGE",
                          f"unknown message {text[:80]!r}; accepted: Configure, ForceEndTurn, CloseStream "
                          "(JSON objects with a \"type\"); send audio as binary frames")

@@ -131,7 +131,6 @@ class RealtimeSession(StreamSession):
         running = self.state is not SessionState.AWAITING_CONFIG or self._opened
         if running and self.state is not SessionState.STREAMING:
             return self._bad("invalid_request_error", "session.update after the stream ended")
-        before = (self.config.sample_rate, self.config.knobs.get("language"), self.server_vad, self.silence_duration_ms)
         if not isinstance(session, dict) or session.get("type", "transcription") != "transcription":
             return self._bad("invalid_request_error", "session must be {\"type\": \"transcription\", ...}")
         audio = _object(session, "audio")
@@ -162,13 +161,13 @@ class RealtimeSession(StreamSession):
         except ConfigError as exc:
             return self._bad("invalid_value", str(exc))
         config.knobs.update(language=language or None, initial_prompt=prompt or None)
-        self.transcription_model = model or self.transcription_model
+        server_vad, silence_ms = self.server_vad, self.silence_duration_ms  # the session's until all is checked
         if "turn_detection" in audio_input:
             turn = audio_input["turn_detection"]
             if turn is not None and not isinstance(turn, dict):
                 return self._bad("invalid_type", "turn_detection must be an object such as "
                                                  "{\"type\": \"server_vad\"}, or null")
-            self.server_vad = turn is not None
+            server_vad = turn is not None
             if turn is not None:
                 if turn.get("type", "server_vad") != "server_vad":
                     return self._bad("invalid_value", "turn_detection must be server_vad or null")
@@ -176,24 +175,25 @@ class RealtimeSession(StreamSession):
                 if silence is not None:
                     if isinstance(silence, bool) or not isinstance(silence, int) or not 100 <= silence <= 10000:
                         return self._bad("invalid_value", "silence_duration_ms must be 100 to 10000")
-                    self.silence_duration_ms = silence
-        if self.silence_duration_ms is not None:
+                    silence_ms = silence
+        if silence_ms is not None:
             # OpenAI's meaning: this much silence ends the speech, whatever was said (a silence-only
             # rule, as its server VAD is); the words-aware turn end is /v2/listen's.
-            silence_s = self.silence_duration_ms / 1000
-            config.knobs.update(endpoint_silence_s=silence_s, endpoint_max_silence_s=silence_s)
-        if running:  # a running stream changes its prompt and its silence, from the next decode on
-            if (config.sample_rate, config.knobs.get("language"), self.server_vad) != before[:3]:
-                self.server_vad, self.silence_duration_ms = before[2], before[3]
-                return self._bad("invalid_request_error", "a running stream's audio format, language and turn "
-                                                          "detection type cannot change; its transcription prompt "
-                                                          "and silence_duration_ms can")
-            changes: dict[str, Any] = {k: config.knobs.get(k) for k in ("initial_prompt", "endpoint_silence_s",
-                                                                        "endpoint_max_silence_s") if k in config.knobs}
-            self.config = config
-            return [Retune(changes), self._send_event("session.updated", session=self._session())]
-        self.config = config
-        return [self._send_event("session.updated", session=self._session())]
+            config.knobs.update(endpoint_silence_s=silence_ms / 1000, endpoint_max_silence_s=silence_ms / 1000)
+        if running and (config.sample_rate, config.knobs.get("language"), server_vad) != (
+                self.config.sample_rate, self.config.knobs.get("language"), self.server_vad):
+            return self._bad("invalid_request_error", "a running stream's audio format, language and turn "
+                                                      "detection type cannot change; its transcription prompt "
+                                                      "and silence_duration_ms can")
+        self.config, self.server_vad, self.silence_duration_ms = config, server_vad, silence_ms
+        self.transcription_model = model or self.transcription_model
+        updated = self._send_event("session.updated", session=self._session())
+        if not running:
+            return [updated]
+        # A running stream changes its prompt and its silence, from the next decode on.
+        changes: dict[str, Any] = {k: config.knobs.get(k) for k in (
+            "initial_prompt", "endpoint_silence_s", "endpoint_max_silence_s") if k in config.knobs}
+        return [Retune(changes), updated]
 
     # -- OpenAI's shapes --------------------------------------------------------------------------
 

@@ -225,6 +225,12 @@ class StreamSession:
         self._now = self._started_s = now
         return []
 
+    def keep_alive(self, now: float) -> list[Action]:
+        """The client holds a quiet stream open (Deepgram's ``KeepAlive``): the idle timeout counts from now."""
+        if self.state in (SessionState.AWAITING_CONFIG, SessionState.STREAMING):
+            self._last_audio_s = now
+        return []
+
     def receive_bytes(self, data: bytes, now: float) -> list[Action]:
         """An audio frame."""
         self._now = now
